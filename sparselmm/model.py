@@ -1,0 +1,102 @@
+"""The lme4-style model: formula → frame → crossproducts → backend → fit.
+
+Each stage can be called on its own, as in lme4's modular interface:
+
+>>> model = LinearMixedModel("y ~ x + (1 | g)", data)   # doctest: +SKIP
+>>> model.objective(model.theta0)                       # deviance at θ   # doctest: +SKIP
+>>> result = model.fit()                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .backends.sparse import SparseBackend
+from .crossprod import crossproducts
+from .design import Layout
+from .driver import optimize
+from .errors import ConvergenceWarning, SingularFitWarning
+from .frame import model_frame
+from .results import LMMResults
+
+
+class LinearMixedModel:
+    """A linear mixed model given by an lme4 formula and a data frame.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"y ~ 1 + service + (1|s) + (1|d) + (1|dept)"``.
+    data : pandas.DataFrame
+        The data; never modified.
+    reml : bool
+        Fit by REML (default, as lme4) or maximum likelihood.
+    missing : {"drop", "raise"}
+        What to do with rows that have missing values in a used column.
+    """
+
+    def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop"):
+        start = time.perf_counter()
+        self.formula = formula
+        self.reml = reml
+        self.frame = model_frame(formula, data, missing=missing)
+        self.layout = Layout(self.frame.terms)
+        self.crossprod = crossproducts(self.layout, self.frame.X, self.frame.y)
+        self.backend = SparseBackend(self.layout, self.crossprod, reml=reml)
+        self.setup_seconds = time.perf_counter() - start
+
+    @property
+    def theta0(self) -> np.ndarray:
+        """lme4's starting θ (each T_k = I)."""
+        return self.layout.theta_start()
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self.layout.lower_bounds
+
+    def objective(self, theta) -> float:
+        """ML deviance (-2 log L) or REML criterion at θ (lme4's ``devfun``)."""
+        return self.backend.objective(np.asarray(theta, dtype=float))
+
+    def fit(self, method: str = "powell", theta0=None) -> LMMResults:
+        """Minimize the objective over θ and return the results."""
+        start = time.perf_counter()
+        theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
+        opt = optimize(self.objective, theta0, self.lower, method=method)
+        result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
+        if not opt.converged:
+            warnings.warn(f"the optimizer did not converge: {opt.message}", ConvergenceWarning, stacklevel=2)
+        if result.singular:
+            warnings.warn("boundary (singular) fit: see result.varcorr", SingularFitWarning, stacklevel=2)
+        return result
+
+
+def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "powell",
+        missing: str = "drop") -> LMMResults:
+    """Fit a linear mixed model given by an lme4 formula.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + (1 | a) + (1 + x | b)"``: fixed effects, then random terms
+        ``(expr | group)``, ``(expr || group)`` (uncorrelated), ``(1 | a:b)``
+        (interaction), ``(1 | a/b)`` (nested).
+    data : pandas.DataFrame
+        The data; never modified.
+    reml : bool
+        REML (default) or maximum likelihood.
+    method : str
+        Optimizer (see :func:`sparselmm.driver.optimize`).
+    missing : {"drop", "raise"}
+        Rows with missing values in used columns are dropped with a warning,
+        or raise.
+
+    Returns
+    -------
+    LMMResults
+    """
+    return LinearMixedModel(formula, data, reml=reml, missing=missing).fit(method=method)

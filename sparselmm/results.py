@@ -1,0 +1,241 @@
+"""Results of an lme4-style fit: estimates, variance components, modes.
+
+Names follow lme4: ``fe_params`` is ``fixef``, ``varcorr`` is
+``as.data.frame(VarCorr(m))``, ``random_effects`` is ``ranef`` with
+``random_effects_sd`` the square roots of its ``condVar`` diagonals,
+``objective`` is ``deviance`` (ML) or ``REMLcrit`` (REML).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import solve_triangular
+
+from .frame import random_term
+
+if TYPE_CHECKING:
+    from .driver import OptSummary
+    from .model import LinearMixedModel
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance
+
+
+class LMMResults:
+    """The fitted model (see the module docstring for the names)."""
+
+    def __init__(self, model: LinearMixedModel, opt: OptSummary, fit_seconds: float):
+        self.model = model
+        self.optinfo = opt
+        self.fit_seconds = fit_seconds
+        self._sol = model.backend.solution(opt.theta)
+
+    # --- the optimization --------------------------------------------------
+    @property
+    def nfev(self) -> int:
+        """Objective evaluations used by the optimizer."""
+        return self.optinfo.nfev
+
+    @property
+    def converged(self) -> bool:
+        return self.optinfo.converged
+
+    @property
+    def message(self) -> str:
+        return self.optinfo.message
+
+    @property
+    def singular(self) -> bool:
+        """θ on (within 1e-4 of) a bound: lme4's ``isSingular``."""
+        lower = self.model.lower
+        return bool(np.any(self.theta.to_numpy()[lower == 0] < SINGULAR_TOL))
+
+    # --- estimates ---------------------------------------------------------
+    @property
+    def reml(self) -> bool:
+        return self.model.reml
+
+    @property
+    def objective(self) -> float:
+        return self._sol.objective
+
+    @property
+    def theta(self) -> pd.Series:
+        return pd.Series(self._sol.theta, index=self.model.layout.theta_names, name="theta")
+
+    @property
+    def nobs(self) -> int:
+        return self.model.frame.n
+
+    @property
+    def scale(self) -> float:
+        """Residual variance σ̂²."""
+        return self._sol.sigma2
+
+    @property
+    def sigma(self) -> float:
+        return float(np.sqrt(self._sol.sigma2))
+
+    @property
+    def fe_params(self) -> pd.Series:
+        return pd.Series(self._sol.beta, index=self.model.frame.fe_names, name="fe_params")
+
+    @cached_property
+    def cov_fe(self) -> pd.DataFrame:
+        """σ̂² (RX'RX)⁻¹."""
+        RX = self._sol.RX
+        Rinv = solve_triangular(RX, np.eye(RX.shape[0]))
+        names = self.model.frame.fe_names
+        return pd.DataFrame(self.scale * Rinv @ Rinv.T, index=names, columns=names)
+
+    @property
+    def bse_fe(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.cov_fe)), index=self.model.frame.fe_names, name="bse_fe")
+
+    @property
+    def df_modelwise(self) -> int:
+        """Parameters counted by AIC/BIC: fixed effects, θ, σ."""
+        return len(self._sol.beta) + len(self._sol.theta) + 1
+
+    @property
+    def llf(self) -> float:
+        """Log-likelihood (the REML log-likelihood for REML fits, as lme4)."""
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2.0 * self.df_modelwise
+
+    @property
+    def bic(self) -> float:
+        return self.objective + np.log(self.nobs) * self.df_modelwise
+
+    # --- variance components -----------------------------------------------
+    def cov_re(self) -> list[np.ndarray]:
+        """Per term, the covariance σ̂² T_k T_k' of its random effects."""
+        return [self.scale * T @ T.T for T in self.model.layout.T(self._sol.theta)]
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(m))``: variances, then correlations."""
+        rows = []
+        seen: dict[str, int] = {}
+        for term, S in zip(self.model.layout.terms, self.cov_re()):
+            k = seen.get(term.group, 0)
+            seen[term.group] = k + 1
+            grp = term.group if k == 0 else f"{term.group}.{k}"
+            sd = np.sqrt(np.diag(S))
+            for i, name in enumerate(term.columns):
+                rows.append((grp, name, None, S[i, i], sd[i]))
+            if not term.diagonal:
+                for i in range(term.p):
+                    for j in range(i + 1, term.p):
+                        corr = S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
+                        rows.append((grp, term.columns[i], term.columns[j], S[i, j], corr))
+        rows.append(("Residual", None, None, self.scale, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # --- random effects ----------------------------------------------------
+    def _by_group(self, per_term: list[np.ndarray]) -> dict[str, pd.DataFrame]:
+        """Per grouping factor, a DataFrame (levels × columns of all its terms)."""
+        out: dict[str, pd.DataFrame] = {}
+        for term, values in zip(self.model.layout.terms, per_term):
+            frame = pd.DataFrame(values, index=term.levels, columns=list(term.columns))
+            out[term.group] = frame if term.group not in out else out[term.group].join(frame, how="outer")
+        return out
+
+    @cached_property
+    def _b(self) -> list[np.ndarray]:
+        layout = self.model.layout
+        b = layout.lambda_times(self._sol.theta, self._sol.u)
+        return [b[layout.col_offset[k]:layout.col_offset[k + 1]].reshape(t.nlevels, t.p)
+                for k, t in enumerate(layout.terms)]
+
+    @property
+    def random_effects(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes b̂ per grouping factor (lme4's ``ranef``)."""
+        return self._by_group(self._b)
+
+    @cached_property
+    def random_effects_cov(self) -> list[np.ndarray]:
+        """Per term, the conditional covariance blocks σ̂² (Λ A⁻¹ Λ')_jj of each level."""
+        return [self.scale * V for V in self.model.backend.cond_var(self._sol.theta)]
+
+    @property
+    def random_effects_sd(self) -> dict[str, pd.DataFrame]:
+        """Conditional standard deviations of the random effects (lme4's ``condVar``)."""
+        sds = [np.sqrt(np.einsum("lii->li", V)) for V in self.random_effects_cov]
+        return self._by_group(sds)
+
+    # --- fitted values and prediction ----------------------------------------
+    def _predict(self, X: np.ndarray, terms) -> np.ndarray:
+        eta = X @ self._sol.beta
+        for (codes, Xk), b in zip(terms, self._b):
+            known = codes >= 0
+            eta[known] += np.einsum("ij,ij->i", Xk[known], b[codes[known]])
+        return eta
+
+    @cached_property
+    def fittedvalues(self) -> pd.Series:
+        """Conditional fitted values X β̂ + Z b̂."""
+        frame = self.model.frame
+        eta = self._predict(frame.X, [(t.codes, t.X) for t in frame.terms])
+        return pd.Series(eta, index=frame.row_index, name="fitted")
+
+    @property
+    def resid(self) -> pd.Series:
+        frame = self.model.frame
+        return pd.Series(frame.y - self.fittedvalues.to_numpy(), index=frame.row_index, name="resid")
+
+    def predict(self, newdata: pd.DataFrame | None = None) -> pd.Series:
+        """Conditional predictions; levels not seen in the fit get the population prediction."""
+        if newdata is None:
+            return self.fittedvalues
+        frame = self.model.frame
+        X = frame.fixed_spec.get_model_matrix(newdata, na_action="ignore").to_numpy(dtype=float)
+        terms = []
+        for term, (spec, rt) in zip(frame.terms, frame.term_specs):
+            new, _ = random_term(rt, newdata, spec)
+            pos = term.levels.get_indexer(new.levels)
+            codes = np.where(pos[new.codes] >= 0, pos[new.codes], -1)
+            terms.append((codes, new.X))
+        return pd.Series(self._predict(X, terms), index=newdata.index, name="predicted")
+
+    # --- summary -----------------------------------------------------------
+    def summary(self) -> str:
+        """A table like lme4's ``summary()``."""
+        kind = "REML" if self.reml else "maximum likelihood"
+        crit = "REML criterion" if self.reml else "Deviance (-2 log L)"
+        lines = [
+            f"Linear mixed model fit by {kind} (sparselmm)",
+            f"Formula: {self.model.formula}",
+            "",
+            f"{'AIC':>10} {'BIC':>10} {'logLik':>10}   {crit}: {self.objective:.4f}",
+            f"{self.aic:10.1f} {self.bic:10.1f} {self.llf:10.1f}",
+            "",
+            "Random effects:",
+        ]
+        vc = self.varcorr
+        table = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
+        for _, row in vc[vc.var2.isna()].iterrows():
+            corrs = vc[(vc.grp == row.grp) & (vc.var2 == row.var1)]
+            corr = " ".join(f"{c:5.2f}" for c in corrs.sdcor) if len(corrs) else ""
+            table.append((row.grp, row.var1 if isinstance(row.var1, str) else "", f"{row.vcov:.6g}", f"{row.sdcor:.5g}", corr))
+        widths = [max(len(r[i]) for r in table) for i in range(5)]
+        for r in table:
+            lines.append(" " + " ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        groups = ", ".join(f"{t.group}, {t.nlevels}" for t in self.model.layout.terms)
+        lines += [f"Number of obs: {self.nobs}, groups:  {groups}", "", "Fixed effects:"]
+        fe = pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.bse_fe,
+                           "t value": self.fe_params / self.bse_fe})
+        lines.append(fe.to_string(float_format=lambda v: f"{v:.6g}"))
+        status = "converged" if self.converged else "NOT converged"
+        lines += ["", f"Optimizer: {self.optinfo.method}, {self.nfev} evaluations, {status}"
+                  f"{', singular fit' if self.singular else ''}; fit time {self.fit_seconds:.3f} s"]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
