@@ -1,0 +1,94 @@
+"""From formula and data to arrays: lme4's names, level orders, term order, missing data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sparselmm
+from sparselmm.frame import model_frame
+
+from .test_sparse_backend import random_data
+
+
+def test_fixed_effect_names_follow_r():
+    df = random_data(0).assign(c=lambda d: d.c.astype(str))
+    frame = model_frame("y ~ x * c + (1|a)", df)
+    # R: (Intercept) x chi clo x:chi x:clo, "hi" is the reference (sorted first)
+    assert frame.fe_names == ["(Intercept)", "x", "clo", "cmid", "x:clo", "x:cmid"]
+    frame = model_frame("y ~ 0 + c + (1|a)", df)
+    assert frame.fe_names == ["chi", "clo", "cmid"]
+    frame = model_frame("y ~ (1|a)", df)
+    assert frame.fe_names == ["(Intercept)"]
+    np.testing.assert_array_equal(frame.X, np.ones((len(df), 1)))
+
+
+def test_terms_sorted_by_levels_and_named_like_lme4():
+    df = random_data(1)
+    frame = model_frame("y ~ 1 + (1|c) + (1 + x|a) + (1|a:b)", df)
+    assert [t.group for t in frame.terms] == ["a:b", "a", "c"]
+    assert frame.terms[1].columns == ("(Intercept)", "x")
+    levels = frame.terms[0].levels
+    # a-major order of the levels that occur, labelled "a:b"
+    pairs = sorted({(a, b) for a, b in zip(df.a, df.b)})
+    assert list(levels) == [f"{a}:{b}" for a, b in pairs]
+    codes = frame.terms[0].codes
+    assert [levels[c] for c in codes[:10]] == [f"{a}:{b}" for a, b in zip(df.a[:10], df.b[:10])]
+
+
+def test_nesting_expands_to_interaction():
+    df = random_data(2)
+    nested = sparselmm.LinearMixedModel("y ~ x + (1|a/b)", df)
+    explicit = sparselmm.LinearMixedModel("y ~ x + (1|a) + (1|a:b)", df)
+    theta = np.array([0.7, 1.3])
+    assert nested.layout.theta_names == explicit.layout.theta_names
+    assert nested.objective(theta) == explicit.objective(theta)
+
+
+def test_categorical_levels_and_numeric_grouping():
+    df = random_data(3)
+    df["g"] = pd.Categorical(df.a, categories=list("GFEDCBAZ"))  # reversed, one unused level
+    frame = model_frame("y ~ 1 + (1|g)", df)
+    assert list(frame.terms[0].levels) == list("GFEDCBA")
+    df["num"] = df.a.map({k: i * 10 for i, k in enumerate("ABCDEFG")})
+    frame = model_frame("y ~ 1 + (1|num)", df)
+    assert list(frame.terms[0].levels) == [0, 10, 20, 30, 40, 50, 60]
+
+
+def test_categorical_inside_random_term():
+    df = random_data(4)
+    frame = model_frame("y ~ 1 + (0 + c|a)", df)
+    assert frame.terms[0].columns == ("chi", "clo", "cmid")
+    np.testing.assert_array_equal(frame.terms[0].X.sum(axis=1), 1.0)
+
+
+def test_missing_values_dropped_with_warning_or_raised():
+    df = random_data(5)
+    df.loc[[3, 8], "x"] = np.nan
+    df.loc[8, "a"] = None
+    df.loc[20, "z"] = np.nan  # unused column: no effect
+    before = df.copy()
+    with pytest.warns(UserWarning, match="dropped 2 of 60 rows"):
+        frame = model_frame("y ~ x + (1|a)", df)
+    assert frame.n == 58 and list(frame.row_index[:4]) == [0, 1, 2, 4]
+    with pytest.raises(sparselmm.DataError, match="'x'"):
+        model_frame("y ~ x + (1|a)", df, missing="raise")
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_unknown_column_and_no_random_term():
+    df = random_data(6)
+    with pytest.raises(sparselmm.DataError, match="'w'"):
+        model_frame("y ~ w + (1|a)", df)
+    with pytest.raises(sparselmm.DataError, match="'g'"):
+        model_frame("y ~ x + (1|g)", df)
+    with pytest.raises(sparselmm.FormulaError, match="least squares"):
+        model_frame("y ~ x", df)
+
+
+def test_fit_does_not_modify_data():
+    df = random_data(7)
+    before = df.copy()
+    sparselmm.fit("y ~ x * c + (1 + x|a) + (1|b)", df)
+    pd.testing.assert_frame_equal(df, before)
