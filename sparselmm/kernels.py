@@ -152,3 +152,127 @@ def selected_gather(rows, cols, j0, Z22, indptr, indices, zval, out):
     """``out[m] = Z[rows[m], cols[m]]`` from a selected inverse (see :func:`takahashi`)."""
     for m in range(len(rows)):
         out[m] = _zlookup(rows[m], cols[m], j0, Z22, indptr, indices, zval)
+
+
+# --- dense per-group kernels ---------------------------------------------------
+#
+# Group g owns the local columns gptr[g]:gptr[g+1] of Z (reordered so that
+# groups are contiguous); its dense blocks Z_g'Z_g are packed row-major at
+# zoff[g]. Column j belongs to term lterm[j] as component lcomp[j] of a level
+# block, so Λ_g[i, j] = T_k[lcomp[i], lcomp[j]] when i and j are in the same
+# level block, 0 otherwise.
+
+
+@nb.njit(cache=True, inline="always")
+def _lam(i, j, lo, lterm, lcomp, tflat, toff, p):
+    """Entry (i, j) of Λ_g; ``lo`` is the group's first local column."""
+    a, b = lcomp[lo + i], lcomp[lo + j]
+    k = lterm[lo + j]
+    if lterm[lo + i] != k or i - a != j - b:
+        return 0.0
+    return tflat[toff[k] + a * p[k] + b]
+
+
+@nb.njit(cache=True)
+def _group_factor(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, Lbuf, Cbuf):
+    """Factor A_g = Λ_g'Z_g'Z_gΛ_g + I into Lbuf and solve L_g C_g = Λ_g'Z_g'[X y] into Cbuf.
+
+    Returns log|A_g|.
+    """
+    lo, hi = gptr[g], gptr[g + 1]
+    q = hi - lo
+    z0 = zoff[g]
+    ncol = ztxy.shape[1]
+    # ZΛ-side product: W = Z_g'Z_g Λ_g (q × q), then A = Λ_g' W + I
+    W = np.empty((q, q))
+    for i in range(q):
+        for j in range(q):
+            s = 0.0
+            for k in range(q):
+                lkj = _lam(k, j, lo, lterm, lcomp, tflat, toff, p)
+                if lkj != 0.0:
+                    s += ztz[z0 + i * q + k] * lkj
+            W[i, j] = s
+    for i in range(q):
+        for j in range(i + 1):
+            s = 1.0 if i == j else 0.0
+            for k in range(q):
+                lki = _lam(k, i, lo, lterm, lcomp, tflat, toff, p)
+                if lki != 0.0:
+                    s += lki * W[k, j]
+            Lbuf[z0 + i * q + j] = s
+    # in-place lower Cholesky (row-major, lower triangle)
+    logdet = 0.0
+    for j in range(q):
+        d = Lbuf[z0 + j * q + j]
+        for k in range(j):
+            d -= Lbuf[z0 + j * q + k] ** 2
+        d = np.sqrt(d)
+        Lbuf[z0 + j * q + j] = d
+        logdet += 2.0 * np.log(d)
+        for i in range(j + 1, q):
+            s = Lbuf[z0 + i * q + j]
+            for k in range(j):
+                s -= Lbuf[z0 + i * q + k] * Lbuf[z0 + j * q + k]
+            Lbuf[z0 + i * q + j] = s / d
+    # C = L⁻¹ Λ' Z'[X y]
+    for c in range(ncol):
+        for i in range(q):
+            s = 0.0
+            for k in range(q):
+                lki = _lam(k, i, lo, lterm, lcomp, tflat, toff, p)
+                if lki != 0.0:
+                    s += lki * ztxy[lo + k, c]
+            for k in range(i):
+                s -= Lbuf[z0 + i * q + k] * Cbuf[lo + k, c]
+            Cbuf[lo + i, c] = s / Lbuf[z0 + i * q + i]
+    return logdet
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_factor(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, Lbuf, Cbuf):
+    """Factor every group into Lbuf, solve for Cbuf; return Σ_g log|A_g|."""
+    m = len(gptr) - 1
+    logdets = np.empty(m)
+    for g in nb.prange(m):
+        logdets[g] = _group_factor(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, Lbuf, Cbuf)
+    return logdets.sum()
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_back_solve(gptr, zoff, Lbuf, rhs, out):
+    """out_g = L_g'⁻¹ rhs_g for every group (rhs in local column order)."""
+    m = len(gptr) - 1
+    for g in nb.prange(m):
+        lo, hi = gptr[g], gptr[g + 1]
+        q = hi - lo
+        z0 = zoff[g]
+        for i in range(q - 1, -1, -1):
+            s = rhs[lo + i]
+            for k in range(i + 1, q):
+                s -= Lbuf[z0 + k * q + i] * out[lo + k]
+            out[lo + i] = s / Lbuf[z0 + i * q + i]
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_inverse(gptr, zoff, Lbuf, out):
+    """out_g = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ for every group (packed like Lbuf, full)."""
+    m = len(gptr) - 1
+    for g in nb.prange(m):
+        lo, hi = gptr[g], gptr[g + 1]
+        q = hi - lo
+        z0 = zoff[g]
+        Linv = np.zeros((q, q))
+        for j in range(q):
+            Linv[j, j] = 1.0 / Lbuf[z0 + j * q + j]
+            for i in range(j + 1, q):
+                s = 0.0
+                for k in range(j, i):
+                    s -= Lbuf[z0 + i * q + k] * Linv[k, j]
+                Linv[i, j] = s / Lbuf[z0 + i * q + i]
+        for i in range(q):
+            for j in range(q):
+                s = 0.0
+                for k in range(max(i, j), q):
+                    s += Linv[k, i] * Linv[k, j]
+                out[z0 + i * q + j] = s

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .backends.sparse import SparseBackend
+from .backends import make_backend
 from .crossprod import crossproducts
 from .design import Layout
 from .driver import optimize
@@ -37,16 +37,20 @@ class LinearMixedModel:
         Fit by REML (default, as lme4) or maximum likelihood.
     missing : {"drop", "raise"}
         What to do with rows that have missing values in a used column.
+    backend : {"auto", "dense", "sparse"}
+        Solver: dense blocks per group when the terms are nested in one
+        grouping factor, one sparse CHOLMOD factor otherwise ("auto").
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop"):
+    def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
+                 backend: str = "auto"):
         start = time.perf_counter()
         self.formula = formula
         self.reml = reml
         self.frame = model_frame(formula, data, missing=missing)
         self.layout = Layout(self.frame.terms)
         self.crossprod = crossproducts(self.layout, self.frame.X, self.frame.y)
-        self.backend = SparseBackend(self.layout, self.crossprod, reml=reml)
+        self.backend = make_backend(self.layout, self.crossprod, reml, backend)
         self.setup_seconds = time.perf_counter() - start
 
     @property
@@ -76,7 +80,7 @@ class LinearMixedModel:
 
 
 def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "powell",
-        missing: str = "drop") -> LMMResults:
+        missing: str = "drop", backend: str = "auto") -> LMMResults:
     """Fit a linear mixed model given by an lme4 formula.
 
     Parameters
@@ -94,9 +98,11 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "powe
     missing : {"drop", "raise"}
         Rows with missing values in used columns are dropped with a warning,
         or raise.
+    backend : {"auto", "dense", "sparse"}
+        Solver (see :class:`LinearMixedModel`).
 
     Returns
     -------
     LMMResults
     """
-    return LinearMixedModel(formula, data, reml=reml, missing=missing).fit(method=method)
+    return LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend).fit(method=method)

@@ -1,0 +1,38 @@
+"""Backends: θ in; objective, solution and conditional variances out.
+
+``make_backend`` picks the dense per-group backend when the random effects
+partition the rows into small independent groups, and CHOLMOD otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..crossprod import Crossprod
+from ..design import Layout
+from .base import ProfiledBackend, Solution
+from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
+from .sparse import SparseBackend
+
+BACKENDS = ("auto", "dense", "sparse")
+
+__all__ = ["BACKENDS", "DenseBackend", "ProfiledBackend", "Solution", "SparseBackend", "make_backend"]
+
+
+def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto",
+                 group_codes: np.ndarray | None = None) -> ProfiledBackend:
+    """Build the requested backend ("auto": dense when nested and small, else sparse)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend == "sparse":
+        return SparseBackend(layout, cp, reml)
+    col_group = nested_groups(layout, group_codes)
+    if backend == "dense":
+        if col_group is None:
+            names = ", ".join(t.group for t in layout.terms)
+            raise ValueError(f"backend='dense' needs random effects nested in one grouping factor; "
+                             f"the terms on {names} are crossed: use backend='sparse'")
+        return DenseBackend(layout, cp, reml, col_group)
+    if col_group is not None and np.bincount(col_group).max() <= MAX_GROUP_SIZE:
+        return DenseBackend(layout, cp, reml, col_group)
+    return SparseBackend(layout, cp, reml)

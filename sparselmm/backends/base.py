@@ -1,13 +1,26 @@
-"""What every backend provides, and the profiled objective they share."""
+"""What every backend provides, and the profiled objective they share.
+
+A backend factors A(θ) = Λθ'Z'ZΛθ + I and solves
+
+    L C = (P) Λθ' Z'[X y]
+
+in its own way (one sparse factor, or dense blocks per group). Everything
+else is common and lives in :class:`ProfiledBackend`: the (p+1) × (p+1)
+Schur complement [X y]'[X y] − C'C = R'R, whose upper factor holds RX, β̂
+and r (the augmented system of DESIGN.md §2), the profiled objective, and
+the back-substitution for û.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 from scipy.linalg import solve_triangular
+
+from ..crossprod import Crossprod
+from ..design import Layout
 
 
 @dataclass(frozen=True)
@@ -41,19 +54,6 @@ class Solution:
     sigma2: float
 
 
-class Backend(Protocol):
-    """A solver for one model: θ in, objective and solution out."""
-
-    def objective(self, theta: np.ndarray) -> float:
-        """ML deviance or REML criterion at θ."""
-
-    def solution(self, theta: np.ndarray) -> Solution:
-        """Objective, β̂, û, σ̂² and RX at θ."""
-
-    def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Per term, the diagonal blocks of Λ A⁻¹ Λ' (shape ℓ_k × p_k × p_k)."""
-
-
 def profiled_objective(logdet_A: float, logdet_RX2: float, pwrss: float, n: int, p: int, reml: bool) -> float:
     """The profiled deviance (ML) or REML criterion (Bates et al. 2015, eqs. 34 and 41).
 
@@ -66,13 +66,79 @@ def profiled_objective(logdet_A: float, logdet_RX2: float, pwrss: float, n: int,
     return logdet_A + n * (1.0 + math.log(2.0 * math.pi * pwrss / n))
 
 
-def schur_factor(G: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Upper Cholesky factor of the (p+1) × (p+1) Schur complement of [X y].
+class ProfiledBackend:
+    """The part of a backend that does not depend on how A(θ) is factored.
 
-    Returns ``(RX, beta, pwrss)``: RX'RX = X'V⁻¹X, β̂ = RX⁻¹ (RX'⁻¹ X'V⁻¹y),
-    r² = the last diagonal entry squared.
+    Subclasses implement ``_factor(theta) -> (log|A|, C)`` and
+    ``_back_solve(v) -> L'⁻¹ v`` mapped back to Z's column order, and
+    ``cond_var(theta)``.
     """
-    R = np.linalg.cholesky(G).T
-    RX = R[:p, :p]
-    beta = solve_triangular(RX, R[:p, p]) if p else np.zeros(0)
-    return RX, beta, float(R[p, p] ** 2)
+
+    def __init__(self, layout: Layout, cp: Crossprod, reml: bool):
+        self.layout, self.cp, self.reml = layout, cp, reml
+        Xy = np.append(cp.Xty, cp.yty)
+        self._G = np.block([[cp.XtX, cp.Xty[:, None]], [Xy[None, :]]])
+        self._theta = None
+        self.nfactor = 0
+
+    @property
+    def p(self) -> int:
+        return self.cp.XtX.shape[0]
+
+    def _factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        raise NotImplementedError
+
+    def _back_solve(self, v: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _update(self, theta):
+        """Factor at θ (cached for the last θ): log|A|, C, RX, β̂, r²."""
+        theta = np.asarray(theta, dtype=float)
+        if self._theta is not None and np.array_equal(theta, self._theta):
+            return self._state
+        logdet, C = self._factor(theta)
+        self.nfactor += 1
+        R = np.linalg.cholesky(self._G - C.T @ C).T
+        p = self.p
+        RX = R[:p, :p]
+        beta = solve_triangular(RX, R[:p, p]) if p else np.zeros(0)
+        self._theta = theta.copy()
+        self._state = (logdet, C, RX, beta, float(R[p, p] ** 2))
+        return self._state
+
+    def objective(self, theta: np.ndarray) -> float:
+        """ML deviance or REML criterion at θ."""
+        logdet, _, RX, _, pwrss = self._update(theta)
+        ld_rx = 2.0 * np.log(np.abs(np.diag(RX))).sum()
+        return profiled_objective(logdet, ld_rx, pwrss, self.cp.n, self.p, self.reml)
+
+    def solution(self, theta: np.ndarray) -> Solution:
+        """Objective, β̂, û, σ̂² and RX at θ."""
+        _, C, RX, beta, pwrss = self._update(theta)
+        p, n = self.p, self.cp.n
+        return Solution(
+            theta=np.array(theta, dtype=float),
+            objective=self.objective(theta),
+            beta=beta,
+            u=self._back_solve(C[:, p] - C[:, :p] @ beta),
+            pwrss=pwrss,
+            RX=RX,
+            sigma2=pwrss / (n - p if self.reml else n),
+        )
+
+    def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term, the diagonal blocks of Λ A⁻¹ Λ' (shape ℓ_k × p_k × p_k)."""
+        raise NotImplementedError
+
+    def _diag_blocks(self, theta, gather) -> list[np.ndarray]:
+        """Λ A⁻¹ Λ' diagonal blocks from ``gather(rows, cols)`` = entries of A⁻¹."""
+        out = []
+        for k, T in enumerate(self.layout.T(theta)):
+            p, nl = T.shape[0], self.layout.nlevels[k]
+            base = self.layout.col_offset[k] + np.arange(nl) * p
+            a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+            rows = (base[:, None, None] + a[None]).ravel()
+            cols = (base[:, None, None] + b[None]).ravel()
+            W = gather(rows, cols).reshape(nl, p, p)
+            out.append(np.einsum("ij,ljk,mk->lim", T, W, T))
+        return out
