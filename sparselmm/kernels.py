@@ -276,3 +276,108 @@ def dense_inverse(gptr, zoff, Lbuf, out):
                 for k in range(max(i, j), q):
                     s += Linv[k, i] * Linv[k, j]
                 out[z0 + i * q + j] = s
+
+
+@nb.njit(cache=True)
+def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD):
+    """Add group g's terms of the gradient (see :func:`dense_gradient`)."""
+    lo, hi = gptr[g], gptr[g + 1]
+    q = hi - lo
+    z0 = zoff[g]
+    nfe = len(beta)
+    # A⁻¹ = L'⁻¹ L⁻¹
+    Linv = np.zeros((q, q))
+    for j in range(q):
+        Linv[j, j] = 1.0 / Lbuf[z0 + j * q + j]
+        for i in range(j + 1, q):
+            s = 0.0
+            for k in range(j, i):
+                s -= Lbuf[z0 + i * q + k] * Linv[k, j]
+            Linv[i, j] = s / Lbuf[z0 + i * q + i]
+    Ainv = np.zeros((q, q))
+    for i in range(q):
+        for j in range(q):
+            s = 0.0
+            for k in range(max(i, j), q):
+                s += Linv[k, i] * Linv[k, j]
+            Ainv[i, j] = s
+    # Λ'Z'Z, Λ'Z'X, Z'ZΛu
+    LtZtZ = np.zeros((q, q))
+    LtZtX = np.zeros((q, nfe))
+    ZtZLu = np.zeros(q)
+    Lu = np.zeros(q)
+    for i in range(q):
+        for k in range(q):
+            lki = _lam(k, i, lo, lterm, lcomp, tflat, toff, p)
+            if lki != 0.0:
+                Lu[k] += lki * u[lo + i]
+                for c in range(q):
+                    LtZtZ[i, c] += lki * ztz[z0 + k * q + c]
+                for c in range(nfe):
+                    LtZtX[i, c] += lki * ztxy[lo + k, c]
+    for i in range(q):
+        s = 0.0
+        for k in range(q):
+            s += ztz[z0 + i * q + k] * Lu[k]
+        ZtZLu[i] = s
+    Mtr = Ainv @ LtZtZ
+    MX = Ainv @ LtZtX
+    # B = Z'X − Z'ZΛ MX;  res = Z'y − Z'Xβ − Z'ZΛu
+    LMX = np.zeros((q, nfe))
+    for i in range(q):
+        for c in range(nfe):
+            s = 0.0
+            for k in range(q):
+                lik = _lam(i, k, lo, lterm, lcomp, tflat, toff, p)
+                if lik != 0.0:
+                    s += lik * MX[k, c]
+            LMX[i, c] = s
+    B = np.empty((q, nfe))
+    res = np.empty(q)
+    for i in range(q):
+        r = ztxy[lo + i, nfe] - ZtZLu[i]
+        for c in range(nfe):
+            r -= ztxy[lo + i, c] * beta[c]
+            s = ztxy[lo + i, c]
+            for k in range(q):
+                s -= ztz[z0 + i * q + k] * LMX[k, c]
+            B[i, c] = s
+        res[i] = r
+    # θ_j with T_k entry (a, b): Λ_j = Σ_levels e_{c(a)} e_{c(b)}'
+    for jb in range(q):
+        k = lterm[lo + jb]
+        b = lcomp[lo + jb]
+        for a in range(b, p[k]):
+            t = tindex[toff[k] + a * p[k] + b]
+            if t < 0:
+                continue
+            ja = jb - b + a
+            gtr[t] += Mtr[jb, ja]
+            gr2[t] -= 2.0 * res[ja] * u[lo + jb]
+            for r in range(nfe):
+                for s in range(nfe):
+                    gD[t, r, s] += B[ja, r] * MX[jb, s]
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_gradient(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, ntheta, nchunks):
+    """Per-θ sums over groups of the three gradient pieces (DESIGN.md §4).
+
+    For θ_j with Λ_j = ∂Λ/∂θ_j, summed over groups:
+
+    * ``tr[j]  = tr(A⁻¹ Λ'Z'Z Λ_j)``            (half of ∂log|A|/∂θ_j)
+    * ``r2[j]  = −2 (Z'y − Z'Xβ̂ − Z'ZΛû)' Λ_j û``  (= ∂r²/∂θ_j)
+    * ``D[j]   = (Λ_j'Z'V₀⁻¹X)' A⁻¹Λ'Z'X``         (∂(X'V₀⁻¹X)/∂θ_j = −(D + D'))
+
+    ``u`` is û in the local (group) column order. Returns ``(tr, r2, D)``.
+    """
+    m = len(gptr) - 1
+    nfe = len(beta)
+    gtr = np.zeros((nchunks, ntheta))
+    gr2 = np.zeros((nchunks, ntheta))
+    gD = np.zeros((nchunks, ntheta, nfe, nfe))
+    for c in nb.prange(nchunks):
+        for g in range(c * m // nchunks, (c + 1) * m // nchunks):
+            _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u,
+                            gtr[c], gr2[c], gD[c])
+    return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0)

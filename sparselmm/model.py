@@ -20,7 +20,7 @@ from .crossprod import crossproducts
 from .design import Layout
 from .driver import optimize
 from .errors import ConvergenceWarning, SingularFitWarning
-from .frame import model_frame
+from .frame import ModelFrame, model_frame
 from .results import LMMResults
 
 
@@ -45,12 +45,27 @@ class LinearMixedModel:
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
                  backend: str = "auto"):
         start = time.perf_counter()
+        self._setup(formula, model_frame(formula, data, missing=missing), reml, backend, None, start)
+
+    @classmethod
+    def from_frame(cls, frame: ModelFrame, reml: bool = True, backend: str = "auto",
+                   group_codes: np.ndarray | None = None, formula: str = "") -> LinearMixedModel:
+        """A model from arrays already built (used by the statsmodels-style front door).
+
+        ``group_codes`` (group of each row) names the grouping for the dense
+        backend when it is not one of the terms' factors.
+        """
+        model = cls.__new__(cls)
+        model._setup(formula, frame, reml, backend, group_codes, time.perf_counter())
+        return model
+
+    def _setup(self, formula, frame, reml, backend, group_codes, start):
         self.formula = formula
         self.reml = reml
-        self.frame = model_frame(formula, data, missing=missing)
-        self.layout = Layout(self.frame.terms)
-        self.crossprod = crossproducts(self.layout, self.frame.X, self.frame.y)
-        self.backend = make_backend(self.layout, self.crossprod, reml, backend)
+        self.frame = frame
+        self.layout = Layout(frame.terms)
+        self.crossprod = crossproducts(self.layout, frame.X, frame.y)
+        self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes)
         self.setup_seconds = time.perf_counter() - start
 
     @property

@@ -126,6 +126,19 @@ class ProfiledBackend:
             sigma2=pwrss / (n - p if self.reml else n),
         )
 
+    def _assemble_gradient(self, tr, r2, D, RX, pwrss) -> np.ndarray:
+        """∂objective/∂θ from its pieces (see ``kernels.dense_gradient``).
+
+            ML:   2 tr + n r2 / r²
+            REML: 2 tr − 2 tr((RX'RX)⁻¹ D) + (n − p) r2 / r²
+        """
+        n, p = self.cp.n, self.p
+        if not self.reml:
+            return 2.0 * tr + n * r2 / pwrss
+        Rinv = solve_triangular(RX, np.eye(p)) if p else np.zeros((0, 0))
+        Sinv = Rinv @ Rinv.T
+        return 2.0 * tr - 2.0 * np.einsum("rs,jsr->j", Sinv, D) + (n - p) * r2 / pwrss
+
     def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per term, the diagonal blocks of Λ A⁻¹ Λ' (shape ℓ_k × p_k × p_k)."""
         raise NotImplementedError

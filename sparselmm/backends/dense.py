@@ -11,6 +11,7 @@ shared crossproducts; an evaluation costs O(Σ_g q_g³) and touches no row.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from .. import kernels
@@ -108,6 +109,17 @@ class DenseBackend(ProfiledBackend):
         out = np.empty_like(v)
         kernels.dense_back_solve(self._gptr, self._zoff, self._L, np.ascontiguousarray(v), out)
         return out[self._loc]
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """∂objective/∂θ, analytic (DESIGN.md §4), summed over groups in parallel."""
+        theta = np.asarray(theta, dtype=float)
+        _, _, RX, beta, pwrss = self._update(theta)
+        u_local = np.ascontiguousarray(self.solution(theta).u[self._order])
+        nchunks = 4 * nb.get_num_threads()
+        tr, r2, D = kernels.dense_gradient(
+            self._gptr, self._zoff, self._ztz, self._ztxy, self._lterm, self._lcomp, self._tflat(theta),
+            self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, u_local, self.layout.ntheta, nchunks)
+        return self._assemble_gradient(tr, r2, D, RX, pwrss)
 
     def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
         self._update(theta)
