@@ -8,6 +8,12 @@ Everything the profiled likelihood needs is in
 step of a fit touches n. Z'Z is stored with a *block* pattern: wherever two
 levels meet in any row, the whole p_k × p_k' block is stored (with explicit
 zeros if need be), so the pattern of Λ'Z'ZΛ never changes with θ.
+
+The response enters through its least-squares residual e = y − Xγ (γ the OLS
+coefficients, kept as ``beta_shift``): the objective is unchanged (r² is
+invariant to y → y − Xγ) and β̂ = β̂_e + γ, but the Schur complement
+e'e − c_e'c_e no longer subtracts two numbers as large as y'y, which would
+cost digits whenever the mean of y is large against its spread.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class Crossprod:
     Xty: np.ndarray
     yty: float
     n: int
+    beta_shift: np.ndarray
 
 
 def build_Z(layout: Layout, values: bool = True) -> sp.csr_matrix:
@@ -78,8 +85,10 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     X : ndarray, shape (n, p)
         Fixed-effects model matrix.
     y : ndarray, shape (n,)
-        Response.
+        Response (entered as its residual from least squares on X).
     """
+    gamma = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
+    y = y - X @ gamma
     Z = build_Z(layout)
     Zt = Z.T.tocsr()
     # The pattern comes from a 0/1 Z: products of data values may cancel
@@ -97,4 +106,5 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
         Xty=X.T @ y,
         yty=float(y @ y),
         n=len(y),
+        beta_shift=gamma,
     )

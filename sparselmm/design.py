@@ -168,3 +168,22 @@ class Layout:
             M = T if transpose else T.T
             out[a:b] = np.einsum("lp...,pr->lr...", blk, M).reshape((nl * p,) + tail)
         return out
+
+    def lambda_matrix(self, theta: np.ndarray):
+        """Λθ as a sparse CSC matrix (q × q, block diagonal)."""
+        import scipy.sparse as sp
+
+        blocks = [sp.kron(sp.identity(nl, format="csc"), sp.csc_matrix(T), format="csc")
+                  for nl, T in zip(self.nlevels, self.T(theta))]
+        return sp.block_diag(blocks, format="csc")
+
+    def theta_columns(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Columns (c(a), c(b)) of every level block for θ_j = T_k[a, b].
+
+        ∂Λ/∂θ_j = Σ_levels e_{c(a)} e_{c(b)}'.
+        """
+        k = int(np.searchsorted(self.theta_offset, j, side="right") - 1)
+        idx = self.terms[k].theta_index()
+        a, b = np.argwhere(idx == j - self.theta_offset[k])[0]
+        base = self.col_offset[k] + np.arange(self.nlevels[k]) * self.p[k]
+        return base + a, base + b

@@ -69,9 +69,9 @@ def profiled_objective(logdet_A: float, logdet_RX2: float, pwrss: float, n: int,
 class ProfiledBackend:
     """The part of a backend that does not depend on how A(θ) is factored.
 
-    Subclasses implement ``_factor(theta) -> (log|A|, C)`` and
+    Subclasses implement ``_factor(theta) -> (log|A|, C)``,
     ``_back_solve(v) -> L'⁻¹ v`` mapped back to Z's column order, and
-    ``cond_var(theta)``.
+    ``inverse_gather(theta)``; they may specialize ``_gradient_pieces``.
     """
 
     def __init__(self, layout: Layout, cp: Crossprod, reml: bool):
@@ -101,7 +101,7 @@ class ProfiledBackend:
         R = np.linalg.cholesky(self._G - C.T @ C).T
         p = self.p
         RX = R[:p, :p]
-        beta = solve_triangular(RX, R[:p, p]) if p else np.zeros(0)
+        beta = (solve_triangular(RX, R[:p, p]) if p else np.zeros(0)) + self.cp.beta_shift
         self._theta = theta.copy()
         self._state = (logdet, C, RX, beta, float(R[p, p] ** 2))
         return self._state
@@ -120,31 +120,80 @@ class ProfiledBackend:
             theta=np.array(theta, dtype=float),
             objective=self.objective(theta),
             beta=beta,
-            u=self._back_solve(C[:, p] - C[:, :p] @ beta),
+            u=self._back_solve(C[:, p] - C[:, :p] @ (beta - self.cp.beta_shift)),
             pwrss=pwrss,
             RX=RX,
             sigma2=pwrss / (n - p if self.reml else n),
         )
 
-    def _assemble_gradient(self, tr, r2, D, RX, pwrss) -> np.ndarray:
-        """∂objective/∂θ from its pieces (see ``kernels.dense_gradient``).
+    def gradient(self, theta: np.ndarray, beta: np.ndarray | None = None) -> np.ndarray:
+        """∂objective/∂θ, analytic (DESIGN.md §4).
 
-            ML:   2 tr + n r2 / r²
-            REML: 2 tr − 2 tr((RX'RX)⁻¹ D) + (n − p) r2 / r²
+        With ``beta`` given, the gradient of the objective at that β instead
+        of the profiled β̂(θ) (r² replaced by the weighted residual sum of
+        squares at β; the REML log|RX|² term kept).
+
+            ∂/∂θ_j = 2 tr(A⁻¹Λ'Z'ZΛ_j) [− 2 tr((RX'RX)⁻¹ D_j)]_REML + ν ∂r²/∂θ_j / r²
+
+        with ν = n (ML) or n − p (REML); see :meth:`_gradient_pieces`.
         """
-        n, p = self.cp.n, self.p
+        _, C, RX, beta_hat, pwrss = self._update(theta)
+        p, n = self.p, self.cp.n
+        qf = pwrss
+        if beta is None:
+            beta = beta_hat
+        else:
+            beta = np.asarray(beta, dtype=float)
+            d = RX @ (beta - beta_hat)
+            qf = pwrss + d @ d
+        beta_e = beta - self.cp.beta_shift  # coordinates of the shifted response
+        u = self._back_solve(C[:, p] - C[:, :p] @ beta_e)
+        tr, r2, D = self._gradient_pieces(np.asarray(theta, dtype=float), beta_e, u)
         if not self.reml:
-            return 2.0 * tr + n * r2 / pwrss
+            return 2.0 * tr + n * r2 / qf
         Rinv = solve_triangular(RX, np.eye(p)) if p else np.zeros((0, 0))
-        Sinv = Rinv @ Rinv.T
-        return 2.0 * tr - 2.0 * np.einsum("rs,jsr->j", Sinv, D) + (n - p) * r2 / pwrss
+        return 2.0 * tr - 2.0 * np.einsum("rs,jsr->j", Rinv @ Rinv.T, D) + (n - p) * r2 / qf
+
+    def _gradient_pieces(self, theta, beta, u):
+        """The three sums of the gradient, for every θ_j (Λ_j = ∂Λ/∂θ_j), with
+        β in the coordinates of the stored (shifted) response:
+
+        * ``tr[j] = tr(A⁻¹ Λ'Z'Z Λ_j)``                 (half of ∂log|A|/∂θ_j)
+        * ``r2[j] = −2 (Z'y − Z'Xβ − Z'ZΛu)' Λ_j u``       (∂r²/∂θ_j at fixed β)
+        * ``D[j]  = (Λ_j'Z'V₀⁻¹X)' A⁻¹Λ'Z'X``              (∂(X'V₀⁻¹X)/∂θ_j = −(D + D'))
+
+        using Λ'Z'V₀⁻¹X = A⁻¹Λ'Z'X and Z'V₀⁻¹X = Z'X − Z'ZΛA⁻¹Λ'Z'X. This
+        generic version needs A⁻¹ only on the pattern of Z'Z (from
+        :meth:`inverse_gather`) and one back-solve with the p columns of X.
+        """
+        cp, layout, p = self.cp, self.layout, self.p
+        _, C, _, _, _ = self._update(theta)
+        Lam = layout.lambda_matrix(theta)
+        K = (Lam.T @ cp.ZtZ).tocsc()  # Λ'Z'Z
+        MX = np.column_stack([self._back_solve(C[:, i]) for i in range(p)]) if p else np.zeros((layout.q, 0))
+        B = cp.ZtX - cp.ZtZ @ (Lam @ MX)
+        res = cp.Zty - cp.ZtX @ beta - cp.ZtZ @ (Lam @ u)
+        gather = self.inverse_gather(theta)
+        nt = layout.ntheta
+        tr, r2, D = np.zeros(nt), np.zeros(nt), np.zeros((nt, p, p))
+        for j in range(nt):
+            ca, cb = layout.theta_columns(j)
+            Kj = K[:, ca].tocoo()  # entries K[c, c(a)_l], l = Kj.col
+            tr[j] = Kj.data @ gather(cb[Kj.col], Kj.row)
+            r2[j] = -2.0 * res[ca] @ u[cb]
+            D[j] = B[ca].T @ MX[cb]
+        return tr, r2, D
+
+    def inverse_gather(self, theta: np.ndarray):
+        """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹.
+
+        Entries must lie on the pattern of Z'Z (or of the factor).
+        """
+        raise NotImplementedError
 
     def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per term, the diagonal blocks of Λ A⁻¹ Λ' (shape ℓ_k × p_k × p_k)."""
-        raise NotImplementedError
-
-    def _diag_blocks(self, theta, gather) -> list[np.ndarray]:
-        """Λ A⁻¹ Λ' diagonal blocks from ``gather(rows, cols)`` = entries of A⁻¹."""
+        gather = self.inverse_gather(theta)
         out = []
         for k, T in enumerate(self.layout.T(theta)):
             p, nl = T.shape[0], self.layout.nlevels[k]

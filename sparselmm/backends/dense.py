@@ -110,18 +110,15 @@ class DenseBackend(ProfiledBackend):
         kernels.dense_back_solve(self._gptr, self._zoff, self._L, np.ascontiguousarray(v), out)
         return out[self._loc]
 
-    def gradient(self, theta: np.ndarray) -> np.ndarray:
-        """∂objective/∂θ, analytic (DESIGN.md §4), summed over groups in parallel."""
-        theta = np.asarray(theta, dtype=float)
-        _, _, RX, beta, pwrss = self._update(theta)
-        u_local = np.ascontiguousarray(self.solution(theta).u[self._order])
-        nchunks = 4 * nb.get_num_threads()
-        tr, r2, D = kernels.dense_gradient(
+    def _gradient_pieces(self, theta, beta, u):
+        """The gradient sums from the per-group Numba kernel (``kernels.dense_gradient``)."""
+        self._update(theta)
+        return kernels.dense_gradient(
             self._gptr, self._zoff, self._ztz, self._ztxy, self._lterm, self._lcomp, self._tflat(theta),
-            self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, u_local, self.layout.ntheta, nchunks)
-        return self._assemble_gradient(tr, r2, D, RX, pwrss)
+            self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
+            self.layout.ntheta, 4 * nb.get_num_threads())
 
-    def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
+    def inverse_gather(self, theta: np.ndarray):
         self._update(theta)
         inv = np.empty_like(self._L)
         kernels.dense_inverse(self._gptr, self._zoff, self._L, inv)
@@ -133,4 +130,4 @@ class DenseBackend(ProfiledBackend):
             size = self._gptr[g + 1] - self._gptr[g]
             return inv[self._zoff[g] + (lr - self._gptr[g]) * size + (lc - self._gptr[g])]
 
-        return self._diag_blocks(theta, gather)
+        return gather

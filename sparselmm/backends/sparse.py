@@ -60,7 +60,7 @@ class SparseBackend(ProfiledBackend):
     def _back_solve(self, v):
         return self.factor.apply_Pt(self.factor.solve_Lt(v, False))
 
-    def selected_inverse(self, theta: np.ndarray):
+    def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹.
 
         The entries of (P A P')⁻¹ on the pattern of L come from the Takahashi
@@ -90,6 +90,3 @@ class SparseBackend(ProfiledBackend):
             return out
 
         return gather
-
-    def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
-        return self._diag_blocks(theta, self.selected_inverse(theta))

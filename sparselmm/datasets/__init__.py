@@ -11,6 +11,10 @@ from importlib import resources
 
 import pandas as pd
 
+from .simulate import CROSSED_FORMULA, NESTED_FORMULA, simulate_crossed, simulate_nested
+
+__all__ = ["CROSSED_FORMULA", "NESTED_FORMULA", "load_insteval", "simulate_crossed", "simulate_nested"]
+
 _INSTEVAL_FACTORS = ["s", "d", "studage", "lectage", "service", "dept"]
 
 
