@@ -1,0 +1,63 @@
+"""Shared data for the benchmarks: data sets by name, cached per process, and JIT warm-up.
+
+Data set names are ``"insteval"`` (lme4's InstEval, 73,421 rows) and
+``"crossed_<n>"`` / ``"nested_<n>"`` (:func:`sparselmm.datasets.simulate_crossed`
+/ :func:`~sparselmm.datasets.simulate_nested` with ``n`` rows, seed 0).
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from sparselmm import LinearMixedModel
+from sparselmm.datasets import (
+    CROSSED_FORMULA,
+    NESTED_FORMULA,
+    load_insteval,
+    simulate_crossed,
+    simulate_nested,
+)
+
+INSTEVAL_FORMULA = "y ~ 1 + service + (1|s) + (1|d) + (1|dept)"
+
+SIZES = [10_000, 100_000, 1_000_000]
+
+# Generous: a derivative-free fit of the 10⁶-row crossed design takes minutes.
+FIT_TIMEOUT = 1800.0
+
+
+@lru_cache(maxsize=4)
+def dataset(name: str) -> tuple[str, pd.DataFrame]:
+    """(formula, data frame) of a named data set."""
+    if name == "insteval":
+        return INSTEVAL_FORMULA, load_insteval()
+    kind, _, n = name.partition("_")
+    if kind == "crossed":
+        return CROSSED_FORMULA, simulate_crossed(int(n), seed=0)
+    if kind == "nested":
+        return NESTED_FORMULA, simulate_nested(int(n), seed=0)
+    raise ValueError(f"unknown data set {name!r}")
+
+
+def warm_jit() -> None:
+    """Compile (or load from cache) the Numba kernels on a tiny model of each backend.
+
+    Called from ``setup`` so that compile time never lands in a timing.
+    """
+    data = simulate_nested(200, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for backend in ("dense", "sparse"):
+            model = LinearMixedModel(NESTED_FORMULA, data, backend=backend)
+            model.objective(model.theta0)
+            model.fit()
+
+
+def two_thetas(model: LinearMixedModel) -> list[np.ndarray]:
+    """Two distinct θ in the domain (the backends cache the factor of the last θ)."""
+    theta0 = np.asarray(model.theta0, dtype=float)
+    return [theta0, 0.5 * theta0]
