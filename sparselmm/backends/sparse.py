@@ -23,8 +23,8 @@ from .base import ProfiledBackend
 
 
 #: Costs, in multiply-adds of LAPACK's dpotri, of one Takahashi look-up by
-#: (roughly measured: ~40 ns a search, ~0.1 ns a dpotri multiply-add)
-#: binary search in a sparse column, and of one look-up in the dense block.
+#: binary search in a sparse column, and of one look-up in the dense block
+#: (roughly measured: ~40 ns a search, ~0.1 ns a dpotri multiply-add).
 SEARCH_COST, DENSE_COST = 300.0, 20.0
 
 
