@@ -52,7 +52,8 @@ def build_Z(layout: Layout, values: bool = True) -> sp.csr_matrix:
     for k, t in enumerate(terms):
         base = layout.col_offset[k] + t.codes.astype(np.int64) * t.p
         cols.append(base[:, None] + np.arange(t.p)[None, :])
-        vals.append(t.X if values else np.ones_like(t.X))
+        # the pattern: whole blocks, for rows where the term is not all zero
+        vals.append(t.X if values else np.repeat(np.any(t.X != 0, axis=1)[:, None], t.p, axis=1).astype(float))
     cols = np.hstack(cols)
     vals = np.hstack(vals)
     nz = cols.shape[1]
@@ -94,7 +95,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     # The pattern comes from a 0/1 Z: products of data values may cancel
     # to zero (and scipy drops zeros), but the pattern must hold every block.
     ones = build_Z(layout, values=False)
-    pattern = (ones.T.tocsr() @ ones).tocsc()
+    pattern = (ones.T.tocsr() @ ones + sp.identity(layout.q, format="csr")).tocsc()
     ZtZ = _on_pattern(pattern, (Zt @ Z).tocsc())
     ZtZ.indices = ZtZ.indices.astype(np.int32)
     ZtZ.indptr = ZtZ.indptr.astype(np.int32)

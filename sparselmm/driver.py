@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
-METHODS = ("powell", "nelder-mead")
+METHODS = ("lbfgs", "powell", "nelder-mead")
 
 
 @dataclass
@@ -37,7 +37,8 @@ class OptSummary:
 
 
 def optimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray,
-             method: str = "powell", maxiter: int = 2000) -> OptSummary:
+             method: str = "powell", maxiter: int = 2000,
+             grad: Callable[[np.ndarray], np.ndarray] | None = None) -> OptSummary:
     """Minimize ``fun`` over θ ≥ ``lower`` from ``theta0``.
 
     Parameters
@@ -48,9 +49,12 @@ def optimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
         Start.
     lower : ndarray
         Lower bounds (-inf where free).
-    method : {"powell", "nelder-mead"}
-        scipy's bounded derivative-free methods; Powell reaches lme4's
-        optimum on every reference model.
+    method : {"lbfgs", "powell", "nelder-mead"}
+        "lbfgs": scipy's L-BFGS-B on the analytic gradient ``grad``; the
+        others are scipy's bounded derivative-free methods (Powell reaches
+        lme4's optimum on every reference model).
+    grad : callable, optional
+        The gradient, θ → ndarray (needed by "lbfgs").
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -65,7 +69,12 @@ def optimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     start = time.perf_counter()
     x = np.maximum(summary.theta0, lower)
-    if method == "powell":
+    if method == "lbfgs":
+        if grad is None:
+            raise ValueError("method 'lbfgs' needs the gradient")
+        res = minimize(f, x, jac=lambda t: grad(np.maximum(t, lower)), method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-7})
+    elif method == "powell":
         res = minimize(f, x, method="Powell", bounds=bounds, options={"maxiter": maxiter, "xtol": 1e-8, "ftol": 1e-14})
     else:
         res = minimize(f, x, method="Nelder-Mead", bounds=bounds,

@@ -126,6 +126,24 @@ class ProfiledBackend:
             sigma2=pwrss / (n - p if self.reml else n),
         )
 
+    def weighted_rss(self, theta: np.ndarray, beta: np.ndarray) -> float:
+        """(y − Xβ)'V₀⁻¹(y − Xβ) = r² + |RX(β − β̂)|² at a given β."""
+        _, _, RX, beta_hat, pwrss = self._update(theta)
+        d = RX @ (np.asarray(beta, dtype=float) - beta_hat)
+        return pwrss + d @ d
+
+    def objective_at(self, theta: np.ndarray, beta: np.ndarray) -> float:
+        """The objective at a given β (r² replaced by :meth:`weighted_rss`)."""
+        logdet, _, RX, _, _ = self._update(theta)
+        ld_rx = 2.0 * np.log(np.abs(np.diag(RX))).sum()
+        return profiled_objective(logdet, ld_rx, self.weighted_rss(theta, beta), self.cp.n, self.p, self.reml)
+
+    def objective_gradient_beta(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """∂/∂β of :meth:`objective_at`: 2ν RX'RX (β − β̂) / wrss."""
+        _, _, RX, beta_hat, _ = self._update(theta)
+        nu = self.cp.n - self.p if self.reml else self.cp.n
+        return 2.0 * nu * RX.T @ (RX @ (np.asarray(beta, dtype=float) - beta_hat)) / self.weighted_rss(theta, beta)
+
     def gradient(self, theta: np.ndarray, beta: np.ndarray | None = None) -> np.ndarray:
         """∂objective/∂θ, analytic (DESIGN.md §4).
 
@@ -139,13 +157,8 @@ class ProfiledBackend:
         """
         _, C, RX, beta_hat, pwrss = self._update(theta)
         p, n = self.p, self.cp.n
-        qf = pwrss
-        if beta is None:
-            beta = beta_hat
-        else:
-            beta = np.asarray(beta, dtype=float)
-            d = RX @ (beta - beta_hat)
-            qf = pwrss + d @ d
+        beta = beta_hat if beta is None else np.asarray(beta, dtype=float)
+        qf = self.weighted_rss(theta, beta)
         beta_e = beta - self.cp.beta_shift  # coordinates of the shifted response
         u = self._back_solve(C[:, p] - C[:, :p] @ beta_e)
         tr, r2, D = self._gradient_pieces(np.asarray(theta, dtype=float), beta_e, u)

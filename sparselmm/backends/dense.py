@@ -44,9 +44,11 @@ def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.n
     group_codes = np.asarray(group_codes, dtype=np.int64)
     cols = []
     for t in terms:
-        group_of_level = np.full(t.nlevels, -1, dtype=np.int64)
-        group_of_level[t.codes] = group_codes
-        if np.any(group_of_level[t.codes] != group_codes):
+        active = np.any(t.X != 0, axis=1)  # rows where the term is all zero link nothing
+        codes, groups = t.codes[active], group_codes[active]
+        group_of_level = np.zeros(t.nlevels, dtype=np.int64)
+        group_of_level[codes] = groups
+        if np.any(group_of_level[codes] != groups):
             return None  # a level seen in two groups
         cols.append(np.repeat(group_of_level, t.p))
     return np.concatenate(cols)
