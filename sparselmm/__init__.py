@@ -1,10 +1,12 @@
 """sparselmm: linear mixed models on sparse and dense solvers.
 
 Two front doors: :func:`fit` takes an lme4 formula,
-``sparselmm.fit("y ~ x + (1|a) + (1+x|b)", data)``.
+``sparselmm.fit("y ~ x + (1|a) + (1+x|b)", data)``; :class:`MixedLM` is
+statsmodels' ``MixedLM`` (same arguments, names and results).
 """
 
 from .errors import ConvergenceWarning, DataError, FormulaError, ModelSizeError, SingularFitWarning
+from .mixedlm import MixedLM, MixedLMParams, MixedLMResults
 from .model import LinearMixedModel, fit
 from .results import LMMResults
 
@@ -14,6 +16,9 @@ __all__ = [
     "FormulaError",
     "LMMResults",
     "LinearMixedModel",
+    "MixedLM",
+    "MixedLMParams",
+    "MixedLMResults",
     "ModelSizeError",
     "SingularFitWarning",
     "fit",
