@@ -33,6 +33,8 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
             raise ValueError(f"backend='dense' needs random effects nested in one grouping factor; "
                              f"the terms on {names} are crossed: use backend='sparse'")
         return DenseBackend(layout, cp, reml, col_group)
-    if col_group is not None and np.bincount(col_group).max() <= MAX_GROUP_SIZE:
+    # one group (statsmodels' way of writing crossed effects) is not a partition: sparse
+    sizes = np.bincount(col_group) if col_group is not None else None
+    if sizes is not None and len(sizes) > 1 and sizes.max() <= MAX_GROUP_SIZE:
         return DenseBackend(layout, cp, reml, col_group)
     return SparseBackend(layout, cp, reml)

@@ -54,6 +54,7 @@ def model_inputs(formula, data, groups, re_formula, vc_formula, missing) -> dict
     out = dict(endog=endog, exog=exog, groups=groups, exog_names=list(mm.rhs.columns),
                endog_name=str(mm.lhs.columns[0]))
     if re_formula is None or re_formula.strip() == "1":
+        # statsmodels: a random intercept named after the groups, unless only variance components
         exog_re = np.ones((len(data), 1)) if re_formula is not None or vc_formula is None else None
         names = [group_name] if exog_re is not None else []
     else:

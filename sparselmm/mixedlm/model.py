@@ -48,6 +48,18 @@ def _as_2d(a, name):
     return arr, names
 
 
+def _default_names(X: np.ndarray) -> list[str]:
+    """statsmodels' names for array columns: x1, x2, ... and "const" for a constant column."""
+    names, i = [], 0
+    for k in range(X.shape[1]):
+        if len(X) and np.all(X[:, k] == X[0, k]) and X[0, k] != 0:
+            names.append("const")
+        else:
+            i += 1
+            names.append(f"x{i}")
+    return names
+
+
 def _convert_vc(exog_vc: dict) -> VCSpec:
     """statsmodels' older dict format {name: {group: matrix}} → VCSpec (names sorted)."""
     groups = sorted(set().union(*(v.keys() for v in exog_vc.values())))
@@ -109,9 +121,12 @@ class MixedLM:
             if a is not None and len(a) != n:
                 raise DataError(f"{name} has {len(a)} rows, endog has {n}", column=name)
         self.endog_names = endog_name or (endog.name if isinstance(endog, pd.Series) and endog.name else "y")
-        self.exog_names = exog_names or xnames or [f"FE{k + 1}" for k in range(X.shape[1])]
-        if Zre is None and not self.exog_vc.names:
-            Zre, renames = np.ones((n, 1)), ["Group"]
+        self.exog_names = exog_names or xnames or _default_names(X)
+        # statsmodels returns pandas objects for pandas (or formula) input, arrays otherwise
+        self.use_pandas = bool(exog_names or xnames or isinstance(endog, pd.Series))
+        self._default_re = Zre is None and not self.exog_vc.names
+        if self._default_re:  # a random intercept, named as statsmodels names it
+            Zre, renames = np.ones((n, 1)), ["Group Var"]
         self.k_fe = X.shape[1]
         self.k_re = 0 if Zre is None else Zre.shape[1]
         self.k_re2 = self.k_re * (self.k_re + 1) // 2
@@ -132,6 +147,8 @@ class MixedLM:
     @property
     def param_names(self) -> list[str]:
         names = list(self.exog_names)
+        if self._default_re:
+            return names + ["Group Var"]
         r = self.exog_re_names
         for i in range(self.k_re):
             for j in range(i + 1):
@@ -209,7 +226,11 @@ class MixedLM:
         if subset is not None:
             data = data.loc[subset]
         inputs = model_inputs(formula, data, kwargs.pop("groups"), re_formula, vc_formula, missing)
-        return cls(missing="none" if missing == "drop" else missing, backend=kwargs.pop("backend", "auto"), **inputs)
+        unknown = set(kwargs) - {"backend", "use_sqrt"}
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
+        return cls(missing="none" if missing == "drop" else missing, backend=kwargs.get("backend", "auto"),
+                   use_sqrt=kwargs.get("use_sqrt", True), **inputs)
 
     # --- likelihood ----------------------------------------------------------
     def _params(self, params, has_fe: bool) -> MixedLMParams:
@@ -262,7 +283,8 @@ class MixedLM:
     def hessian(self, params):
         """Hessian of the log-likelihood in (fe_params, lower(Ψ), vcomp); returns ``(hess, sing)``.
 
-        Central differences of the analytic score (dim is small).
+        Richardson-extrapolated central differences of the analytic score
+        (the dimension is small; error O(h⁴)).
         """
         pa = self._params(params, has_fe=True)
         x0 = pa.get_packed(use_sqrt=False, has_fe=True)
@@ -274,10 +296,11 @@ class MixedLM:
         k = len(x0)
         H = np.zeros((k, k))
         for i in range(k):
-            h = 1e-5 * max(1.0, abs(x0[i]))
             e = np.zeros(k)
-            e[i] = h
-            H[:, i] = (grad(x0 + e) - grad(x0 - e)) / (2 * h)
+            e[i] = 1e-4 * max(1.0, abs(x0[i]))
+            d1 = (grad(x0 + e) - grad(x0 - e)) / (2 * e[i])
+            d2 = (grad(x0 + e / 2) - grad(x0 - e / 2)) / e[i]
+            H[:, i] = (4 * d2 - d1) / 3
         H = (H + H.T) / 2
         sing = bool(self.k_re and np.linalg.matrix_rank(pa.cov_re) < self.k_re)
         return H, sing

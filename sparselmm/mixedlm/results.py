@@ -60,17 +60,27 @@ class MixedLMResults:
         self.nobs = lmm.frame.n
         self.params_object = model._map.params_from_theta(np.asarray(theta, float), self._lmm.fe_params.to_numpy())
         self.scale = self._lmm.scale
-        self.fe_params = pd.Series(self.params_object.fe_params, index=model.exog_names)
-        self.cov_re_unscaled = pd.DataFrame(self.params_object.cov_re, index=model.exog_re_names[:self.k_re],
-                                            columns=model.exog_re_names[:self.k_re])
-        self.cov_re = self.cov_re_unscaled * self.scale
+        names_re = model.exog_re_names[:self.k_re]
+        self._params = pd.Series(self.params_object.get_packed(use_sqrt=False, has_fe=True), index=model.param_names)
+        self.fe_params = self._wrap(self.params_object.fe_params, model.exog_names)
+        self.cov_re_unscaled = self._wrap(self.params_object.cov_re, names_re, names_re)
+        self.cov_re = self._wrap(self.params_object.cov_re * self.scale, names_re, names_re)
         self.vcomp = self.params_object.vcomp * self.scale
-        self.params = pd.Series(self.params_object.get_packed(use_sqrt=False, has_fe=True), index=model.param_names)
+        self.params = self._wrap(self._params.to_numpy(), model.param_names)
         self._warn_boundary()
         return self
 
+    def _wrap(self, values, index, columns=None):
+        """A pandas object for pandas or formula input, an ndarray otherwise (as statsmodels)."""
+        values = np.asarray(values)
+        if not self.model.use_pandas:
+            return values
+        if values.ndim == 2:
+            return pd.DataFrame(values, index=index, columns=columns if columns is not None else index)
+        return pd.Series(values, index=index)
+
     def _warn_boundary(self):
-        f1 = self.k_re > 0 and np.min(np.abs(np.diag(self.cov_re))) < 0.01
+        f1 = self.k_re > 0 and np.min(np.abs(np.diag(np.asarray(self.cov_re)))) < 0.01
         f2 = self.k_vc > 0 and np.min(np.abs(self.vcomp)) < 0.01
         if f1 or f2:
             warnings.warn("The MLE may be on the boundary of the parameter space.", ConvergenceWarning, stacklevel=3)
@@ -84,7 +94,7 @@ class MixedLMResults:
         try:
             return self.model.hessian(self.params_object)[0]
         except (ValueError, np.linalg.LinAlgError):  # Ψ on the boundary: no two-sided differences
-            return np.full((len(self.params),) * 2, np.nan)
+            return np.full((len(self._params),) * 2, np.nan)
 
     @cached_property
     def _pcov(self) -> np.ndarray:
@@ -100,40 +110,42 @@ class MixedLMResults:
             out[np.ix_(ii, ii)] = np.linalg.inv(-H[np.ix_(ii, ii)])
         return out
 
-    def cov_params(self) -> pd.DataFrame:
+    def cov_params(self):
         """Covariance of ``params`` (statsmodels' ``cov_params()``)."""
-        return pd.DataFrame(self._pcov, index=self.params.index, columns=self.params.index)
+        return self._wrap(self._pcov, self._params.index)
 
     @property
-    def bse(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self._pcov)), index=self.params.index)
+    def bse(self):
+        return self._wrap(np.sqrt(np.diag(self._pcov)), self._params.index)
 
     @property
-    def bse_fe(self) -> pd.Series:
-        return self.bse.iloc[:self.k_fe]
+    def bse_fe(self):
+        return self._wrap(np.sqrt(np.diag(self._pcov))[:self.k_fe], self._params.index[:self.k_fe])
 
     @property
-    def bse_re(self) -> pd.Series:
-        return pd.Series(np.sqrt(self.scale * np.diag(self._pcov)[self.k_fe:]), index=self.params.index[self.k_fe:])
+    def bse_re(self):
+        return self._wrap(np.sqrt(self.scale * np.diag(self._pcov)[self.k_fe:]), self._params.index[self.k_fe:])
 
     @property
-    def tvalues(self) -> pd.Series:
-        return self.params / self.bse
+    def tvalues(self):
+        return self._wrap(self._params.to_numpy() / np.sqrt(np.diag(self._pcov)), self._params.index)
 
     @property
-    def pvalues(self) -> pd.Series:
-        return pd.Series(2 * norm.sf(np.abs(self.tvalues)), index=self.params.index)
+    def pvalues(self):
+        return self._wrap(2 * norm.sf(np.abs(np.asarray(self.tvalues))), self._params.index)
 
-    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+    def conf_int(self, alpha: float = 0.05):
         q = norm.ppf(1 - alpha / 2)
-        return pd.DataFrame({0: self.params - q * self.bse, 1: self.params + q * self.bse})
+        p, se = self._params.to_numpy(), np.sqrt(np.diag(self._pcov))
+        ci = np.column_stack([p - q * se, p + q * se])
+        return pd.DataFrame(ci, index=self._params.index) if self.model.use_pandas else ci
 
     def t_test(self, r_matrix, use_t=None) -> ContrastResults:
         """Wald tests of R·params = 0 (rows of ``r_matrix``), normal reference as statsmodels' MixedLM."""
         R = np.atleast_2d(np.asarray(r_matrix, dtype=float))
-        if R.shape[1] != len(self.params):
-            raise ValueError(f"r_matrix needs {len(self.params)} columns, got {R.shape[1]}")
-        effect = R @ self.params.to_numpy()
+        if R.shape[1] != len(self._params):
+            raise ValueError(f"r_matrix needs {len(self._params)} columns, got {R.shape[1]}")
+        effect = R @ self._params.to_numpy()
         sd = np.sqrt(np.einsum("ij,jk,ik->i", R, self._pcov, R))
         t = effect / sd
         return ContrastResults(effect, sd, t, 2 * norm.sf(np.abs(t)))
@@ -289,20 +301,20 @@ class MixedLMResults:
             lines.append(f"{a:<18} {b:<16} {c:<20} {d}")
         lines.append("-" * 70)
         q = norm.ppf(1 - alpha / 2)
-        names = list(self.params.index)
+        names = list(self._params.index)
         if xname_fe is not None:
             names[:self.k_fe] = xname_fe
         if xname_re is not None:
             names[self.k_fe:] = xname_re
         rows = []
-        bse = self.bse.to_numpy()
+        bse = np.sqrt(np.diag(self._pcov))
         for i, name in enumerate(names):
             if i < self.k_fe:
-                est, se = self.fe_params.iloc[i], bse[i]
+                est, se = self._params.iloc[i], bse[i]
                 z = est / se
                 rows.append((name, est, se, z, 2 * norm.sf(abs(z)), est - q * se, est + q * se))
             else:
-                est = self.params.iloc[i] * self.scale
+                est = self._params.iloc[i] * self.scale
                 rows.append((name, est, np.sqrt(self.scale) * bse[i]) + (np.nan,) * 4)
         table = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows],
                              columns=["Coef.", "Std.Err.", "z", "P>|z|", f"[{alpha / 2}", f"{1 - alpha / 2}]"])
