@@ -166,13 +166,16 @@ class MixedLM:
         return np.ones(len(self.endog), dtype=bool)
 
     def _terms(self, keep: np.ndarray) -> list[ReTerm]:
-        label_index = {g: i for i, g in enumerate(self.group_labels)}
-        gcodes = np.array([label_index[g] for g in self.groups[keep]], dtype=np.int64)
+        all_codes = pd.Index(self.group_labels).get_indexer(self.groups)
+        gcodes = all_codes[keep].astype(np.int64)
         terms = []
         if self.k_re:
             terms.append(ReTerm("Group", tuple(self.exog_re_names), pd.Index(self.group_labels), gcodes,
                                 np.ascontiguousarray(self.exog_re[keep]), diagonal=False))
-        rows_of = {g: np.flatnonzero(self.groups == g) for g in self.group_labels}
+        if self.k_vc:  # rows of each group, in row order
+            order = np.argsort(all_codes, kind="stable")
+            bounds = np.searchsorted(all_codes[order], np.arange(self.n_groups + 1))
+            rows_of = {g: order[bounds[i]:bounds[i + 1]] for i, g in enumerate(self.group_labels)}
         kept_pos = np.cumsum(keep) - 1
         for j, name in enumerate(self.exog_vc.names):
             n_kept = int(keep.sum())
