@@ -92,3 +92,16 @@ def test_fit_does_not_modify_data():
     before = df.copy()
     sparselmm.fit("y ~ x * c + (1 + x|a) + (1|b)", df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_singular_fit_is_reported():
+    """No group effect in the data: the variance goes to the boundary, flagged and warned."""
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"y": rng.normal(size=200), "g": rng.integers(0, 10, 200).astype(str)})
+    with pytest.warns(sparselmm.SingularFitWarning):
+        fit = sparselmm.fit("y ~ 1 + (1|g)", df)
+    assert fit.singular and fit.theta.iloc[0] < 1e-4
+    assert fit.varcorr.vcov[0] < 1e-6
+    # the objective at the boundary is below every interior point tried
+    model = fit.model
+    assert all(model.objective([t]) >= fit.objective - 1e-9 for t in (0.01, 0.1, 0.5))

@@ -127,8 +127,11 @@ def test_missing_drop_and_raise():
     theirs = quiet(SmMixedLM.from_formula("Reaction ~ Days", df, missing="drop", **kw).fit)
     assert ours.nobs == theirs.nobs == 177
     compare(ours, theirs)
-    with pytest.raises(sparselmm.DataError):
-        MixedLM.from_formula("Reaction ~ Days", df, missing="raise", **kw)
+    for missing in ("raise", "none"):  # statsmodels' formulas refuse missing values under "none" too
+        with pytest.raises(sparselmm.DataError, match="Reaction"):
+            MixedLM.from_formula("Reaction ~ Days", df, missing=missing, **kw)
+    with pytest.raises(sparselmm.DataError, match="missing='drop'"):
+        MixedLM(df.Reaction, np.ones((len(df), 1)), df.Subject).fit()
     pd.testing.assert_frame_equal(df, before)
 
 

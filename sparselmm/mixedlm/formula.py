@@ -44,8 +44,10 @@ def model_inputs(formula, data, groups, re_formula, vc_formula, missing) -> dict
     if unknown:
         raise DataError(f"column {unknown[0]!r} used in a formula is not in the data", column=unknown[0])
     bad = data[used].isna().any(axis=1).to_numpy() | pd.isna(groups)
-    if bad.any() and missing == "raise":
-        raise DataError(f"{int(bad.sum())} rows have missing values (missing='raise')")
+    if bad.any() and missing != "drop":
+        cols = [c for c in used if data[c].isna().any()] + (["groups"] if pd.isna(groups).any() else [])
+        raise DataError(f"{int(bad.sum())} rows have missing values in {cols} (missing={missing!r}); "
+                        "use missing='drop' to drop them", column=cols[0])
     if bad.any() and missing == "drop":
         data, groups = data.loc[~bad], groups[~bad]
     mm = _matrix(formula, data)

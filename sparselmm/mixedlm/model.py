@@ -159,10 +159,11 @@ class MixedLM:
         """Rows used (all, or complete cases for missing='drop')."""
         parts = [self.endog[:, None], self.exog] + ([self.exog_re] if self.exog_re is not None else [])
         bad = np.isnan(np.hstack(parts)).any(axis=1) | pd.isna(self.groups)
-        if bad.any() and self.missing == "raise":
-            raise DataError(f"{int(bad.sum())} rows have missing values (missing='raise')")
         if bad.any() and self.missing == "drop":
             return ~bad
+        if bad.any():  # "raise", and "none" (statsmodels' formulas refuse missing values too)
+            raise DataError(f"{int(bad.sum())} rows have missing values in endog, exog, exog_re or groups "
+                            f"(missing={self.missing!r}); use missing='drop' to drop them")
         return np.ones(len(self.endog), dtype=bool)
 
     def _terms(self, keep: np.ndarray) -> list[ReTerm]:
