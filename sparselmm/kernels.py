@@ -381,3 +381,117 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, 
             _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u,
                             gtr[c], gr2[c], gD[c])
     return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0)
+
+
+# --- symbolic Cholesky: the exact pattern of L -----------------------------------
+
+
+@nb.njit(cache=True)
+def etree(indptr, indices):
+    """Elimination tree of a symmetric matrix given by its lower triangle (CSC).
+
+    Liu's algorithm with path compression, walking the rows of the lower
+    triangle (built here as a CSR of the same entries).
+    """
+    n = len(indptr) - 1
+    # rows of the strictly lower triangle: for row i, the columns j < i with A[i, j] ≠ 0
+    rcount = np.zeros(n + 1, dtype=np.int64)
+    for j in range(n):
+        for k in range(indptr[j], indptr[j + 1]):
+            if indices[k] > j:
+                rcount[indices[k] + 1] += 1
+    rptr = np.cumsum(rcount)
+    rcols = np.empty(rptr[n], dtype=np.int64)
+    fill = rptr[:n].copy()
+    for j in range(n):
+        for k in range(indptr[j], indptr[j + 1]):
+            i = indices[k]
+            if i > j:
+                rcols[fill[i]] = j
+                fill[i] += 1
+    parent = np.full(n, -1, dtype=np.int64)
+    ancestor = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        for k in range(rptr[i], rptr[i + 1]):
+            j = rcols[k]
+            while j != -1 and j < i:
+                nxt = ancestor[j]
+                ancestor[j] = i
+                if nxt == -1:
+                    parent[j] = i
+                j = nxt
+    return parent
+
+
+@nb.njit(cache=True)
+def symbolic_pattern(indptr, indices, parent):
+    """Exact pattern of the Cholesky factor L (CSC, sorted, diagonal first).
+
+    struct(L_j) = {j} ∪ rows of A below j ∪ ⋃_{children c} struct(L_c) \\ {c}
+    over the elimination tree ``parent``. CHOLMOD's supernodal factor holds
+    more (relaxed supernodes store explicit zeros); this is the closed
+    pattern the Takahashi recurrences need, and no more.
+    """
+    n = len(indptr) - 1
+    ccount = np.zeros(n + 1, dtype=np.int64)
+    for j in range(n):
+        if parent[j] >= 0:
+            ccount[parent[j] + 1] += 1
+    cptr = np.cumsum(ccount)
+    kids = np.empty(cptr[n], dtype=np.int64)
+    cfill = cptr[:n].copy()
+    for j in range(n):
+        p = parent[j]
+        if p >= 0:
+            kids[cfill[p]] = j
+            cfill[p] += 1
+    lptr = np.zeros(n + 1, dtype=np.int64)
+    lidx = np.empty(max(16, 2 * len(indices)), dtype=np.int64)
+    mark = np.full(n, -1, dtype=np.int64)
+    buf = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        m = 0
+        mark[j] = j
+        buf[m] = j
+        m += 1
+        for k in range(indptr[j], indptr[j + 1]):
+            i = indices[k]
+            if i > j and mark[i] != j:
+                mark[i] = j
+                buf[m] = i
+                m += 1
+        for t in range(cptr[j], cptr[j + 1]):
+            c = kids[t]
+            for k in range(lptr[c], lptr[c + 1]):
+                i = lidx[k]
+                if i > j and mark[i] != j:
+                    mark[i] = j
+                    buf[m] = i
+                    m += 1
+        start = lptr[j]
+        if start + m > len(lidx):  # grow by doubling
+            grown = np.empty(max(2 * len(lidx), start + m), dtype=np.int64)
+            grown[:start] = lidx[:start]
+            lidx = grown
+        lidx[start:start + m] = np.sort(buf[:m])
+        lptr[j + 1] = start + m
+    return lptr, lidx[:lptr[n]].copy()
+
+
+@nb.njit(cache=True)
+def scatter_to_pattern(sub_ptr, sub_idx, indptr, indices, data):
+    """Values of a CSC matrix (sorted) on another sorted pattern; 0 where it has none.
+
+    Entries of the matrix outside ``sub`` are dropped (they are the explicit
+    zeros of CHOLMOD's relaxed supernodes when ``sub`` is the exact pattern).
+    """
+    out = np.zeros(len(sub_idx))
+    for j in range(len(sub_ptr) - 1):
+        k, end = indptr[j], indptr[j + 1]
+        for t in range(sub_ptr[j], sub_ptr[j + 1]):
+            row = sub_idx[t]
+            while k < end and indices[k] < row:
+                k += 1
+            if k < end and indices[k] == row:
+                out[t] = data[k]
+    return out

@@ -22,13 +22,16 @@ from ..design import Layout
 from .base import ProfiledBackend
 
 
+#: Orderings tried at analysis (see :meth:`SparseBackend._analyze`).
+ORDERINGS = ("natural", "default")
+
 #: Costs, in multiply-adds of LAPACK's dpotri, of one Takahashi look-up by
 #: binary search in a sparse column, and of one look-up in the dense block
 #: (roughly measured: ~40 ns a search, ~0.1 ns a dpotri multiply-add).
 SEARCH_COST, DENSE_COST = 300.0, 20.0
 
 
-def dense_split(indptr: np.ndarray, indices: np.ndarray, candidates: int = 64) -> int:
+def dense_split(indptr: np.ndarray, indices: np.ndarray, candidates: int = 64) -> tuple[int, float]:
     """First column of the trailing block of L to invert as a dense matrix.
 
     In the Takahashi recurrences, column j < s needs Z[i, k] for every pair
@@ -38,6 +41,8 @@ def dense_split(indptr: np.ndarray, indices: np.ndarray, candidates: int = 64) -
     no less exact). Crossed designs end in a block that is nearly, not
     exactly, full, so the best split is well before the first exactly dense
     column. Depends only on the pattern: computed once per model.
+
+    Returns the split and its cost (in dpotri multiply-adds).
     """
     q = len(indptr) - 1
     col = np.repeat(np.arange(q), np.diff(indptr))
@@ -52,7 +57,7 @@ def dense_split(indptr: np.ndarray, indices: np.ndarray, candidates: int = 64) -
         cost = SEARCH_COST * searched.sum() + DENSE_COST * ((n - r) ** 2).sum() + 2.0 * (q - s) ** 3 / 3.0
         if cost < best_cost:
             best, best_cost = int(s), cost
-    return best
+    return best, best_cost
 
 
 class SparseBackend(ProfiledBackend):
@@ -81,9 +86,40 @@ class SparseBackend(ProfiledBackend):
         )
         self._A = sp.csc_matrix((np.ones(len(lidx)), lidx, lptr), shape=(q, q))
         self._A.has_sorted_indices = True
-        self.factor = cholmod.analyze(self._A, mode="supernodal")
+        self.factor, self.ordering, (self._lptr, self._lidx), self._split = self._analyze()
+        self._pinv = np.empty(q, dtype=np.int64)
+        self._pinv[self.factor.P()] = np.arange(q)
         self._rhs = np.column_stack([cp.ZtX, cp.Zty])
-        self._split = None  # dense trailing block of L, from its (fixed) pattern
+
+    def _analyze(self):
+        """Symbolic analysis under each candidate ordering; keep the cheapest factor.
+
+        "natural" is Z's own order: terms sorted by decreasing number of
+        levels (lme4's order), so the largest factor is eliminated first and
+        its block of L is block diagonal, the rest a trailing (often dense)
+        block: MixedModels.jl's blocked structure, which also makes the
+        selected inversion cheap. CHOLMOD's own fill-reducing ordering
+        ("default": AMD, or METIS) wins when the trailing block would be
+        large and sparse. The cost compared is that of a factorization
+        (Σ_j |L_j|² of the exact symbolic factor) plus a selected inversion
+        (:func:`dense_split`).
+        """
+        pattern = self._A.copy()
+        pattern.data[:] = 1.0
+        full = (pattern + pattern.T).tocsc()
+        best = None
+        for ordering in ORDERINGS:
+            factor = cholmod.analyze(self._A, mode="supernodal", ordering_method=ordering)
+            perm = factor.P()
+            lower = sp.tril(full[perm][:, perm]).tocsc()
+            lower.sort_indices()
+            indptr, indices = lower.indptr.astype(np.int64), lower.indices.astype(np.int64)
+            lptr, lidx = kernels.symbolic_pattern(indptr, indices, kernels.etree(indptr, indices))
+            split, inverse_cost = dense_split(lptr, lidx)
+            cost = float((np.diff(lptr).astype(float) ** 2).sum()) + inverse_cost
+            if best is None or cost < best[0]:
+                best = (cost, factor, ordering, (lptr, lidx), split)
+        return best[1:]
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._A.data)
@@ -97,31 +133,30 @@ class SparseBackend(ProfiledBackend):
     def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹.
 
-        The entries of (P A P')⁻¹ on the pattern of L come from the Takahashi
-        recurrences over the sparse leading columns of L, and LAPACK's
-        ``dpotri`` on its dense trailing block (DESIGN.md §4).
+        The entries of (P A P')⁻¹ on the exact pattern of L come from the
+        Takahashi recurrences over the sparse leading columns of L, and
+        LAPACK's ``dpotri`` on its dense trailing block (DESIGN.md §4).
         """
         self._update(theta)
         L = self.factor.L().tocsc()
         L.sort_indices()
+        lptr, lidx, j0 = self._lptr, self._lidx, self._split
         q = L.shape[0]
-        if self._split is None:
-            self._split = dense_split(L.indptr, L.indices)
-        j0 = self._split
+        data = kernels.scatter_to_pattern(lptr, lidx, L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data)
         Z22 = np.zeros((0, 0))
         if j0 < q:
-            Z22, info = dpotri(L[j0:, j0:].toarray(), lower=1)
+            Ld = sp.csc_matrix((data, lidx, lptr), shape=(q, q))[j0:, j0:].toarray()
+            Z22, info = dpotri(Ld, lower=1)
             if info:
                 raise np.linalg.LinAlgError(f"dpotri failed with info={info}")
             Z22 = np.tril(Z22) + np.tril(Z22, -1).T
-        zval = np.zeros(L.nnz)
-        kernels.takahashi(L.indptr, L.indices, L.data, j0, Z22, zval)
-        pinv = np.empty(q, dtype=np.int64)
-        pinv[self.factor.P()] = np.arange(q)
+        zval = np.zeros(len(lidx))
+        kernels.takahashi(lptr, lidx, data, j0, Z22, zval)
+        pinv = self._pinv
 
         def gather(rows, cols):
             out = np.empty(len(rows))
-            kernels.selected_gather(pinv[rows], pinv[cols], j0, Z22, L.indptr, L.indices, zval, out)
+            kernels.selected_gather(pinv[rows], pinv[cols], j0, Z22, lptr, lidx, zval, out)
             return out
 
         return gather
