@@ -73,7 +73,7 @@ def optimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
         if grad is None:
             raise ValueError("method 'lbfgs' needs the gradient")
         res = minimize(f, x, jac=lambda t: grad(np.maximum(t, lower)), method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-7})
+                       options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-6})
     elif method == "powell":
         res = minimize(f, x, method="Powell", bounds=bounds, options={"maxiter": maxiter, "xtol": 1e-8, "ftol": 1e-14})
     else:

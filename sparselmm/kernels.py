@@ -107,7 +107,7 @@ def lambda_map_apply(ptr, src, t1, t2, theta, data, out):
 
 @nb.njit(cache=True)
 def _zlookup(i, k, j0, Z22, indptr, indices, zval):
-    """Entry (i, k) of the selected inverse (symmetric; stored lower)."""
+    """Entry (i, k) of the selected inverse (symmetric; only lower triangles are read)."""
     if i < k:
         i, k = k, i
     if k >= j0:
@@ -118,33 +118,58 @@ def _zlookup(i, k, j0, Z22, indptr, indices, zval):
     return zval[pos]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
+def _takahashi_column(j, indptr, indices, data, j0, Z22, zval):
+    start, stop = indptr[j], indptr[j + 1]
+    d = data[start]  # the diagonal comes first in a sorted column
+    diag = 1.0 / (d * d)
+    for a in range(start + 1, stop):
+        i = indices[a]
+        s = 0.0
+        for b in range(start + 1, stop):
+            s += _zlookup(i, indices[b], j0, Z22, indptr, indices, zval) * data[b]
+        zval[a] = -s / d
+    for a in range(start + 1, stop):
+        diag -= data[a] * zval[a] / d
+    zval[start] = diag
+
+
+@nb.njit(cache=True, parallel=True)
 def takahashi(indptr, indices, data, j0, Z22, zval):
     """Selected inverse of L L' on the pattern of L (Takahashi recurrences).
 
-    Columns ``j0:`` of L form a dense trailing block whose inverse ``Z22`` is
-    given (computed with LAPACK by the caller). For the sparse leading
-    columns j = j0-1, ..., 0, with I the rows below the diagonal of column j,
+    Columns ``j0:`` of L form a trailing block whose inverse ``Z22`` (lower
+    triangle) is given, computed with LAPACK by the caller. For the sparse
+    leading columns j < j0, with I the rows below the diagonal of column j,
     l = L[I, j] and d = L[j, j]:
 
         Z[I, j] = -Z[I, I] l / d,       Z[j, j] = 1/d² - l' Z[I, j] / d
 
-    (Takahashi, Fagan and Chin 1973; Erisman and Tinney 1975). ``zval``
-    receives Z on L's pattern for columns below ``j0``.
+    (Takahashi, Fagan and Chin 1973; Erisman and Tinney 1975). A column whose
+    rows all lie in the trailing block reads only ``Z22``: those columns run
+    first, in parallel; the others follow serially from the last to the first.
+    ``zval`` receives Z on L's pattern for columns below ``j0``.
     """
+    leaf = np.empty(j0, dtype=np.bool_)
+    for j in range(j0):
+        leaf[j] = indptr[j + 1] - indptr[j] == 1 or indices[indptr[j] + 1] >= j0
+    for j in nb.prange(j0):
+        if leaf[j]:
+            _takahashi_column(j, indptr, indices, data, j0, Z22, zval)
     for j in range(j0 - 1, -1, -1):
-        start, stop = indptr[j], indptr[j + 1]
-        d = data[start]  # the diagonal comes first in a sorted column
-        diag = 1.0 / (d * d)
-        for a in range(start + 1, stop):
-            i = indices[a]
-            s = 0.0
-            for b in range(start + 1, stop):
-                s += _zlookup(i, indices[b], j0, Z22, indptr, indices, zval) * data[b]
-            zval[a] = -s / d
-        for a in range(start + 1, stop):
-            diag -= data[a] * zval[a] / d
-        zval[start] = diag
+        if not leaf[j]:
+            _takahashi_column(j, indptr, indices, data, j0, Z22, zval)
+
+
+@nb.njit(cache=True)
+def dense_trailing_block(indptr, indices, data, j0):
+    """Columns and rows ``j0:`` of a lower-triangular CSC matrix, dense (Fortran order)."""
+    m = len(indptr) - 1 - j0
+    out = np.zeros((m, m)).T  # a Fortran-ordered view, what LAPACK takes without a copy
+    for j in range(j0, j0 + m):
+        for k in range(indptr[j], indptr[j + 1]):
+            out[indices[k] - j0, j - j0] = data[k]
+    return out
 
 
 @nb.njit(cache=True)

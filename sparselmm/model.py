@@ -84,13 +84,11 @@ class LinearMixedModel:
     def fit(self, method: str = "auto", theta0=None) -> LMMResults:
         """Minimize the objective over θ and return the results.
 
-        ``method="auto"``: L-BFGS-B on the analytic gradient with the dense
-        backend; Powell with the sparse one, whose gradient (selected
-        inversion) is still slower than the evaluations Powell saves.
+        ``method="auto"`` is L-BFGS-B on the analytic gradient.
         """
         start = time.perf_counter()
         if method == "auto":
-            method = "lbfgs" if self.backend.name == "dense" else "powell"
+            method = "lbfgs"
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
         opt = optimize(self.objective, theta0, self.lower, method=method, grad=self.backend.gradient)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)

@@ -175,27 +175,62 @@ class ProfiledBackend:
         * ``r2[j] = −2 (Z'y − Z'Xβ − Z'ZΛu)' Λ_j u``       (∂r²/∂θ_j at fixed β)
         * ``D[j]  = (Λ_j'Z'V₀⁻¹X)' A⁻¹Λ'Z'X``              (∂(X'V₀⁻¹X)/∂θ_j = −(D + D'))
 
-        using Λ'Z'V₀⁻¹X = A⁻¹Λ'Z'X and Z'V₀⁻¹X = Z'X − Z'ZΛA⁻¹Λ'Z'X. This
-        generic version needs A⁻¹ only on the pattern of Z'Z (from
-        :meth:`inverse_gather`) and one back-solve with the p columns of X.
+        using Λ'Z'V₀⁻¹X = A⁻¹Λ'Z'X and Z'V₀⁻¹X = Z'X − Z'ZΛA⁻¹Λ'Z'X. The
+        trace needs A⁻¹ only on the level blocks of the diagonal (see
+        :meth:`_trace_terms`), from :meth:`inverse_gather`.
         """
         cp, layout, p = self.cp, self.layout, self.p
         _, C, _, _, _ = self._update(theta)
         Lam = layout.lambda_matrix(theta)
-        K = (Lam.T @ cp.ZtZ).tocsc()  # Λ'Z'Z
-        MX = np.column_stack([self._back_solve(C[:, i]) for i in range(p)]) if p else np.zeros((layout.q, 0))
+        MX = self._back_solve(C[:, :p]) if p else np.zeros((layout.q, 0))
         B = cp.ZtX - cp.ZtZ @ (Lam @ MX)
         res = cp.Zty - cp.ZtX @ beta - cp.ZtZ @ (Lam @ u)
         gather = self.inverse_gather(theta)
         nt = layout.ntheta
-        tr, r2, D = np.zeros(nt), np.zeros(nt), np.zeros((nt, p, p))
+        r2, D = np.zeros(nt), np.zeros((nt, p, p))
         for j in range(nt):
             ca, cb = layout.theta_columns(j)
-            Kj = K[:, ca].tocoo()  # entries K[c, c(a)_l], l = Kj.col
-            tr[j] = Kj.data @ gather(cb[Kj.col], Kj.row)
             r2[j] = -2.0 * res[ca] @ u[cb]
             D[j] = B[ca].T @ MX[cb]
-        return tr, r2, D
+        return self._trace_terms(theta, gather, Lam), r2, D
+
+    def _trace_terms(self, theta, gather, Lam) -> np.ndarray:
+        """tr(A⁻¹ Λ'Z'Z Λ_j) for every θ_j.
+
+        Where T_k is nonsingular, Λ'Z'ZΛ = A − I gives (DESIGN.md §4)
+
+            tr(A⁻¹Λ'Z'ZΛ_j) = tr(Λ⁻¹Λ_j) − tr(A⁻¹Λ⁻¹Λ_j),   Λ⁻¹Λ_j = I_ℓ ⊗ T_k⁻¹E_ab,
+
+        which needs only the level blocks A⁻¹_ll:  ℓ_k (T_k⁻¹)[b, a] −
+        Σ_l (A⁻¹_ll T_k⁻¹)[b, a]. A term with a singular T_k (θ on the
+        boundary) takes the general form Σ_l Σ_c A⁻¹[c_l(b), c] (Λ'Z'Z)[c, c_l(a)],
+        which needs A⁻¹ on the pattern of Z'Z.
+        """
+        layout = self.layout
+        tr = np.zeros(layout.ntheta)
+        K = None
+        for k, T in enumerate(layout.T(theta)):
+            p, nl = T.shape[0], layout.nlevels[k]
+            js = range(layout.theta_offset[k], layout.theta_offset[k + 1])
+            if np.all(np.abs(np.diag(T)) > 0):
+                Tinv = np.linalg.inv(T)
+                base = layout.col_offset[k] + np.arange(nl) * p
+                a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+                rows = (base[:, None, None] + a[None]).ravel()
+                cols = (base[:, None, None] + b[None]).ravel()
+                W = gather(rows, cols).reshape(nl, p, p).sum(axis=0) @ Tinv  # Σ_l A⁻¹_ll T⁻¹
+                for j in js:
+                    ca, cb = layout.theta_columns(j)
+                    ia, ib = ca[0] - base[0], cb[0] - base[0]
+                    tr[j] = nl * Tinv[ib, ia] - W[ib, ia]
+            else:
+                if K is None:
+                    K = (Lam.T @ self.cp.ZtZ).tocsc()  # Λ'Z'Z
+                for j in js:
+                    ca, cb = layout.theta_columns(j)
+                    Kj = K[:, ca].tocoo()  # entries K[c, c(a)_l], l = Kj.col
+                    tr[j] = Kj.data @ gather(cb[Kj.col], Kj.row)
+        return tr
 
     def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹.

@@ -108,6 +108,8 @@ class DenseBackend(ProfiledBackend):
         return logdet, self._C
 
     def _back_solve(self, v):
+        if v.ndim == 2:
+            return np.column_stack([self._back_solve(v[:, i]) for i in range(v.shape[1])])
         out = np.empty_like(v)
         kernels.dense_back_solve(self._gptr, self._zoff, self._L, np.ascontiguousarray(v), out)
         return out[self._loc]

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpotri
 from sksparse import cholmod
 
 from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
+from ..lapack import cholesky_inverse_lower
 from .base import ProfiledBackend
 
 
@@ -144,12 +144,8 @@ class SparseBackend(ProfiledBackend):
         q = L.shape[0]
         data = kernels.scatter_to_pattern(lptr, lidx, L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data)
         Z22 = np.zeros((0, 0))
-        if j0 < q:
-            Ld = sp.csc_matrix((data, lidx, lptr), shape=(q, q))[j0:, j0:].toarray()
-            Z22, info = dpotri(Ld, lower=1)
-            if info:
-                raise np.linalg.LinAlgError(f"dpotri failed with info={info}")
-            Z22 = np.tril(Z22) + np.tril(Z22, -1).T
+        if j0 < q:  # the lower triangle of the trailing block's inverse
+            Z22 = cholesky_inverse_lower(kernels.dense_trailing_block(lptr, lidx, data, j0))
         zval = np.zeros(len(lidx))
         kernels.takahashi(lptr, lidx, data, j0, Z22, zval)
         pinv = self._pinv
