@@ -1,10 +1,21 @@
-"""The optimizer driver: minimizes the profiled objective over θ.
+"""The optimizer driver, shared by both backends: minimizes the objective over θ.
 
 The objective is a function of θ alone; lower bounds (0 on the diagonals of
 the relative covariance factors) keep θ in its domain, and θ on a bound is
-a legitimate optimum (a singular fit). This first driver uses scipy's
-bounded derivative-free methods; the analytic-gradient Newton/EM driver
-replaces it as the default.
+a legitimate optimum (a singular fit), judged by the projected gradient.
+The driver sees a :class:`Problem` (θ → objective, gradient, EM update) and
+nothing of the model.
+
+``method="auto"`` (the default):
+
+1. EM warm start (Lindstrom and Bates 1988): closed-form updates of each Ψ_k
+   from the conditional modes and variances. Large steps far from the
+   optimum; it stops once its convergence slows (the gain of a step exceeds
+   EM_RATE times the gain of the one before) or a step fails to improve.
+2. L-BFGS-B on the analytic gradient from the best EM point, respecting the
+   bounds.
+3. If that fails (no convergence, non-finite values), bounded Powell from
+   the best point found, without derivatives.
 """
 
 from __future__ import annotations
@@ -16,12 +27,39 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
-METHODS = ("lbfgs", "powell", "nelder-mead")
+METHODS = ("auto", "lbfgs", "powell", "nelder-mead")
+
+#: EM stops once a step gains more than this fraction of the previous gain
+#: (its linear convergence has slowed; the quasi-Newton phase takes over).
+EM_RATE = 0.3
+EM_MAX_STEPS = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the driver needs of a model.
+
+    Attributes
+    ----------
+    objective : callable
+        θ → ML deviance or REML criterion.
+    lower : ndarray
+        Lower bounds of θ (-inf where free).
+    gradient : callable, optional
+        θ → ∂objective/∂θ.
+    em_step : callable, optional
+        θ → the EM update of θ.
+    """
+
+    objective: Callable[[np.ndarray], float]
+    lower: np.ndarray
+    gradient: Callable[[np.ndarray], np.ndarray] | None = None
+    em_step: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
 class OptSummary:
-    """One record of an optimization: settings, counts, outcome and path."""
+    """One record of an optimization: settings, counts, outcome and path (θ, objective)."""
 
     method: str
     theta0: np.ndarray
@@ -29,61 +67,103 @@ class OptSummary:
     theta: np.ndarray | None = None
     objective: float = np.nan
     nfev: int = 0
+    ngrad: int = 0
+    nem: int = 0
     niter: int = 0
+    pgnorm: float = np.nan
     converged: bool = False
     message: str = ""
     seconds: float = 0.0
     path: list[tuple[np.ndarray, float]] = field(default_factory=list, repr=False)
 
 
-def optimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray,
-             method: str = "powell", maxiter: int = 2000,
-             grad: Callable[[np.ndarray], np.ndarray] | None = None) -> OptSummary:
-    """Minimize ``fun`` over θ ≥ ``lower`` from ``theta0``.
+def projected_gradient(theta: np.ndarray, g: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The gradient with components that push against an active bound removed."""
+    return theta - np.maximum(theta - g, lower)
+
+
+def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter: int = 2000) -> OptSummary:
+    """Minimize the problem's objective over θ ≥ lower from ``theta0``.
 
     Parameters
     ----------
-    fun : callable
-        The objective, θ → float.
+    problem : Problem
     theta0 : ndarray
         Start.
-    lower : ndarray
-        Lower bounds (-inf where free).
-    method : {"lbfgs", "powell", "nelder-mead"}
-        "lbfgs": scipy's L-BFGS-B on the analytic gradient ``grad``; the
-        others are scipy's bounded derivative-free methods (Powell reaches
-        lme4's optimum on every reference model).
-    grad : callable, optional
-        The gradient, θ → ndarray (needed by "lbfgs").
+    method : {"auto", "lbfgs", "powell", "nelder-mead"}
+        "auto": EM warm start, L-BFGS-B, Powell fallback (module docstring);
+        "lbfgs": L-BFGS-B on the analytic gradient alone; "powell",
+        "nelder-mead": scipy's bounded derivative-free methods.
+    maxiter : int
+        Iteration limit of each phase.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    summary = OptSummary(method=method, theta0=np.array(theta0, float), lower=np.array(lower, float))
+    needs_grad = method in ("auto", "lbfgs")
+    if needs_grad and problem.gradient is None:
+        raise ValueError(f"method {method!r} needs the gradient")
+    lower = np.asarray(problem.lower, dtype=float)
+    summary = OptSummary(method=method, theta0=np.array(theta0, float), lower=lower)
+    best = [np.maximum(summary.theta0, lower), np.inf]
 
     def f(theta):
         theta = np.maximum(theta, lower)
-        value = fun(theta)
+        value = float(problem.objective(theta))
         summary.path.append((theta.copy(), value))
+        summary.nfev += 1
+        if np.isfinite(value) and value < best[1]:
+            best[:] = [theta.copy(), value]
         return value if np.isfinite(value) else np.inf
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    def grad(theta):
+        summary.ngrad += 1
+        return problem.gradient(np.maximum(theta, lower))
+
     start = time.perf_counter()
-    x = np.maximum(summary.theta0, lower)
-    if method == "lbfgs":
-        if grad is None:
-            raise ValueError("method 'lbfgs' needs the gradient")
-        res = minimize(f, x, jac=lambda t: grad(np.maximum(t, lower)), method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-6})
-    elif method == "powell":
-        res = minimize(f, x, method="Powell", bounds=bounds, options={"maxiter": maxiter, "xtol": 1e-8, "ftol": 1e-14})
-    else:
-        res = minimize(f, x, method="Nelder-Mead", bounds=bounds,
-                       options={"maxiter": maxiter, "xatol": 1e-7, "fatol": 1e-8, "adaptive": True})
-    summary.seconds = time.perf_counter() - start
-    summary.theta = np.maximum(res.x, lower)
-    summary.objective = float(fun(summary.theta))
-    summary.nfev = len(summary.path)
-    summary.niter = int(getattr(res, "nit", 0))
+    x = best[0].copy()
+    if method == "auto" and problem.em_step is not None:
+        x = _em(problem, x, f, summary)
+    res = _phase(method, f, grad, x, lower, maxiter)
+    summary.niter += int(getattr(res, "nit", 0))
+    if method == "auto" and not (res.success and np.isfinite(res.fun)):
+        res = _phase("powell", f, grad, best[0], lower, maxiter)
+        summary.niter += int(getattr(res, "nit", 0))
+        summary.message = "L-BFGS-B failed; Powell: "
+    theta = best[0]
+    summary.theta = theta
+    summary.objective = best[1]
     summary.converged = bool(res.success)
-    summary.message = str(res.message)
+    summary.message += str(res.message)
+    if problem.gradient is not None:
+        summary.pgnorm = float(np.abs(projected_gradient(theta, problem.gradient(theta), lower)).max(initial=0.0))
+    summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _em(problem: Problem, x: np.ndarray, f, summary: OptSummary) -> np.ndarray:
+    """EM steps from x while each gains at most EM_RATE of the previous gain."""
+    value = f(x)
+    gain = np.inf
+    for _ in range(EM_MAX_STEPS):
+        new = np.maximum(problem.em_step(x), problem.lower)
+        new_value = f(new)
+        summary.nem += 1
+        if not new_value < value:
+            break
+        x, step_gain = new, value - new_value
+        value = new_value
+        if np.isfinite(gain) and step_gain > EM_RATE * gain:
+            break  # EM has slowed to linear convergence with rate > EM_RATE
+        gain = step_gain
+    return x
+
+
+def _phase(method, f, grad, x, lower, maxiter):
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    if method in ("auto", "lbfgs"):
+        return minimize(f, x, jac=grad, method="L-BFGS-B", bounds=bounds,
+                        options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-6})
+    if method == "powell":
+        return minimize(f, x, method="Powell", bounds=bounds, options={"maxiter": maxiter, "xtol": 1e-8, "ftol": 1e-14})
+    return minimize(f, x, method="Nelder-Mead", bounds=bounds,
+                    options={"maxiter": maxiter, "xatol": 1e-7, "fatol": 1e-8, "adaptive": True})

@@ -18,7 +18,7 @@ import pandas as pd
 from .backends import make_backend
 from .crossprod import crossproducts
 from .design import Layout
-from .driver import optimize
+from .driver import Problem, optimize
 from .errors import ConvergenceWarning, SingularFitWarning
 from .frame import ModelFrame, model_frame
 from .results import LMMResults
@@ -77,6 +77,11 @@ class LinearMixedModel:
     def lower(self) -> np.ndarray:
         return self.layout.lower_bounds
 
+    def problem(self) -> Problem:
+        """θ → objective, gradient and EM update, for the driver."""
+        return Problem(objective=self.objective, lower=self.lower, gradient=self.backend.gradient,
+                       em_step=self.backend.em_step)
+
     def objective(self, theta) -> float:
         """ML deviance (-2 log L) or REML criterion at θ (lme4's ``devfun``)."""
         return self.backend.objective(np.asarray(theta, dtype=float))
@@ -84,13 +89,12 @@ class LinearMixedModel:
     def fit(self, method: str = "auto", theta0=None) -> LMMResults:
         """Minimize the objective over θ and return the results.
 
-        ``method="auto"`` is L-BFGS-B on the analytic gradient.
+        ``method="auto"``: EM warm start, then L-BFGS-B on the analytic
+        gradient, Powell if that fails (see :mod:`sparselmm.driver`).
         """
         start = time.perf_counter()
-        if method == "auto":
-            method = "lbfgs"
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-        opt = optimize(self.objective, theta0, self.lower, method=method, grad=self.backend.gradient)
+        opt = optimize(self.problem(), theta0, method=method)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
         if not opt.converged:
             warnings.warn(f"the optimizer did not converge: {opt.message}", ConvergenceWarning, stacklevel=2)

@@ -126,6 +126,33 @@ class ProfiledBackend:
             sigma2=pwrss / (n - p if self.reml else n),
         )
 
+    def em_step(self, theta: np.ndarray) -> np.ndarray:
+        """One EM update of θ (Lindstrom and Bates 1988), for a warm start.
+
+        With b̂ = Λû and the conditional covariance blocks σ²(ΛA⁻¹Λ')_ll,
+
+            Ψ_k ← (1/ℓ_k) Σ_l (b̂_l b̂_l' / σ̂² + (ΛA⁻¹Λ')_ll),   T_k ← chol(Ψ_k)
+
+        (the ML form; the fixed effects' uncertainty is ignored, which is
+        harmless for a starting value). Diagonal terms keep only diag(Ψ_k).
+        """
+        layout = self.layout
+        sol = self.solution(theta)
+        b = layout.lambda_times(theta, sol.u)
+        out = np.empty(layout.ntheta)
+        for k, (term, V) in enumerate(zip(layout.terms, self.cond_var(theta))):
+            bk = b[layout.col_offset[k]:layout.col_offset[k + 1]].reshape(term.nlevels, term.p)
+            Psi = (bk.T @ bk / sol.sigma2 + V.sum(axis=0)) / term.nlevels
+            if term.diagonal:
+                T = np.diag(np.sqrt(np.diag(Psi)))
+            else:
+                w, Q = np.linalg.eigh(Psi)  # a PSD square root, then its lower-triangular form
+                T = np.linalg.qr((Q * np.sqrt(np.clip(w, 0.0, None))).T, mode="r").T
+                T = T * np.where(np.diag(T) < 0, -1.0, 1.0)
+            idx = term.theta_index()
+            out[layout.theta_offset[k] + idx[idx >= 0]] = T[idx >= 0]
+        return out
+
     def weighted_rss(self, theta: np.ndarray, beta: np.ndarray) -> float:
         """(y − Xβ)'V₀⁻¹(y − Xβ) = r² + |RX(β − β̂)|² at a given β."""
         _, _, RX, beta_hat, pwrss = self._update(theta)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import ReTerm
-from ..driver import optimize
+from ..driver import Problem, optimize
 from ..errors import ConvergenceWarning, DataError
 from ..frame import ModelFrame
 from ..model import LinearMixedModel
@@ -25,7 +25,7 @@ from .results import MixedLMResults
 
 _MISSING = ("none", "drop", "raise")
 #: statsmodels' optimizer names → sparselmm's driver methods.
-_METHODS = {"bfgs": "lbfgs", "lbfgs": "lbfgs", "l-bfgs-b": "lbfgs", "cg": "lbfgs", "newton": "lbfgs",
+_METHODS = {"bfgs": "auto", "lbfgs": "auto", "l-bfgs-b": "lbfgs", "cg": "auto", "newton": "auto",
             "nm": "nelder-mead", "nelder-mead": "nelder-mead", "powell": "powell"}
 
 
@@ -358,7 +358,7 @@ class MixedLM:
             mask = self._map.theta_from_sqrt(free.get_packed(use_sqrt=False, has_fe=False)) != 0
         if isinstance(method, (list, tuple)):
             method = method[0]
-        driver_method = _METHODS.get(str(method).lower(), "lbfgs") if method is not None else "lbfgs"
+        driver_method = _METHODS.get(str(method).lower(), "auto") if method is not None else "auto"
         lower = model.lower  # a factor's diagonal ≥ 0: statsmodels' signs are free, same Ψ
         hist = [] if full_output else None
         if do_cg:
@@ -375,7 +375,8 @@ class MixedLM:
             def grad(t):
                 return model.backend.gradient(embed(t))[mask]
 
-            opt = optimize(fun, theta0[mask], lower[mask], method=driver_method, grad=grad)
+            em = model.backend.em_step if mask.all() else None  # EM cannot hold entries fixed
+            opt = optimize(Problem(fun, lower[mask], grad, em), theta0[mask], method=driver_method)
             theta = embed(opt.theta)
             converged, message = opt.converged, opt.message
             if hist is not None:
