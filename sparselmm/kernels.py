@@ -162,14 +162,15 @@ def takahashi(indptr, indices, data, j0, Z22, zval):
 
 
 @nb.njit(cache=True)
-def dense_trailing_block(indptr, indices, data, j0):
-    """Columns and rows ``j0:`` of a lower-triangular CSC matrix, dense (Fortran order)."""
+def dense_trailing_block(indptr, indices, data, j0, out):
+    """Columns and rows ``j0:`` of a lower-triangular CSC matrix into ``out`` (m × m, Fortran order)."""
     m = len(indptr) - 1 - j0
-    out = np.zeros((m, m)).T  # a Fortran-ordered view, what LAPACK takes without a copy
+    for j in range(m):
+        for i in range(m):
+            out[i, j] = 0.0
     for j in range(j0, j0 + m):
         for k in range(indptr[j], indptr[j + 1]):
             out[indices[k] - j0, j - j0] = data[k]
-    return out
 
 
 @nb.njit(cache=True)
@@ -504,13 +505,13 @@ def symbolic_pattern(indptr, indices, parent):
 
 
 @nb.njit(cache=True)
-def scatter_to_pattern(sub_ptr, sub_idx, indptr, indices, data):
-    """Values of a CSC matrix (sorted) on another sorted pattern; 0 where it has none.
+def scatter_to_pattern(sub_ptr, sub_idx, indptr, indices, data, out):
+    """Values of a CSC matrix (sorted) on another sorted pattern, into ``out``; 0 where it has none.
 
     Entries of the matrix outside ``sub`` are dropped (they are the explicit
     zeros of CHOLMOD's relaxed supernodes when ``sub`` is the exact pattern).
     """
-    out = np.zeros(len(sub_idx))
+    out[:] = 0.0
     for j in range(len(sub_ptr) - 1):
         k, end = indptr[j], indptr[j + 1]
         for t in range(sub_ptr[j], sub_ptr[j + 1]):
@@ -519,4 +520,3 @@ def scatter_to_pattern(sub_ptr, sub_idx, indptr, indices, data):
                 k += 1
             if k < end and indices[k] == row:
                 out[t] = data[k]
-    return out

@@ -90,6 +90,7 @@ class SparseBackend(ProfiledBackend):
         self._pinv = np.empty(q, dtype=np.int64)
         self._pinv[self.factor.P()] = np.arange(q)
         self._rhs = np.column_stack([cp.ZtX, cp.Zty])
+        self._inv_buffers = None
 
     def _analyze(self):
         """Symbolic analysis under each candidate ordering; keep the cheapest factor.
@@ -136,17 +137,21 @@ class SparseBackend(ProfiledBackend):
         The entries of (P A P')⁻¹ on the exact pattern of L come from the
         Takahashi recurrences over the sparse leading columns of L, and
         LAPACK's ``dpotri`` on its dense trailing block (DESIGN.md §4).
+        The function reads buffers that the next call overwrites: use it
+        before calling again.
         """
         self._update(theta)
         L = self.factor.L().tocsc()
         L.sort_indices()
         lptr, lidx, j0 = self._lptr, self._lidx, self._split
         q = L.shape[0]
-        data = kernels.scatter_to_pattern(lptr, lidx, L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data)
-        Z22 = np.zeros((0, 0))
+        if self._inv_buffers is None:  # reused: fresh pages for ~10 MB a call cost more than the copy
+            self._inv_buffers = (np.empty(len(lidx)), np.empty((q - j0, q - j0), order="F"), np.empty(len(lidx)))
+        data, Z22, zval = self._inv_buffers
+        kernels.scatter_to_pattern(lptr, lidx, L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data, data)
         if j0 < q:  # the lower triangle of the trailing block's inverse
-            Z22 = cholesky_inverse_lower(kernels.dense_trailing_block(lptr, lidx, data, j0))
-        zval = np.zeros(len(lidx))
+            kernels.dense_trailing_block(lptr, lidx, data, j0, Z22)
+            cholesky_inverse_lower(Z22)
         kernels.takahashi(lptr, lidx, data, j0, Z22, zval)
         pinv = self._pinv
 
