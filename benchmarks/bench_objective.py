@@ -47,3 +47,24 @@ class Objective:
     def peakmem_objective(self, data, backend):
         self.i ^= 1
         self.model.objective(self.thetas[self.i])
+
+
+class Gradient(Objective):
+    """One analytic gradient of the objective (DESIGN.md §4), including the factorization at θ.
+
+    Sparse: CHOLMOD factor, selected inversion (Takahashi recurrences on the
+    leading columns, LAPACK on the dense trailing block), crossproduct
+    sums; dense: the per-group Numba kernel.
+    """
+
+    def time_gradient(self, data, backend):
+        self.i ^= 1
+        self.model.backend.gradient(self.thetas[self.i])
+
+    def peakmem_gradient(self, data, backend):
+        self.i ^= 1
+        self.model.backend.gradient(self.thetas[self.i])
+
+    # inherited objective benchmarks are not repeated here
+    time_objective = None
+    peakmem_objective = None
