@@ -305,33 +305,37 @@ def dense_inverse(gptr, zoff, Lbuf, out):
 
 
 @nb.njit(cache=True)
-def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD):
-    """Add group g's terms of the gradient (see :func:`dense_gradient`)."""
+def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
+                    Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
+    """Add group g's terms of the gradient (see :func:`dense_gradient`); the last seven are workspace."""
     lo, hi = gptr[g], gptr[g + 1]
     q = hi - lo
     z0 = zoff[g]
     nfe = len(beta)
     # A⁻¹ = L'⁻¹ L⁻¹
-    Linv = np.zeros((q, q))
     for j in range(q):
+        for i in range(j):
+            Linv[i, j] = 0.0
         Linv[j, j] = 1.0 / Lbuf[z0 + j * q + j]
         for i in range(j + 1, q):
             s = 0.0
             for k in range(j, i):
                 s -= Lbuf[z0 + i * q + k] * Linv[k, j]
             Linv[i, j] = s / Lbuf[z0 + i * q + i]
-    Ainv = np.zeros((q, q))
     for i in range(q):
-        for j in range(q):
+        for j in range(i + 1):
             s = 0.0
-            for k in range(max(i, j), q):
+            for k in range(i, q):
                 s += Linv[k, i] * Linv[k, j]
             Ainv[i, j] = s
-    # Λ'Z'Z, Λ'Z'X, Z'ZΛu
-    LtZtZ = np.zeros((q, q))
-    LtZtX = np.zeros((q, nfe))
-    ZtZLu = np.zeros(q)
-    Lu = np.zeros(q)
+            Ainv[j, i] = s
+    # Λ'Z'Z, Λ'Z'X and Λu
+    for i in range(q):
+        Lu[i] = 0.0
+        for c in range(q):
+            LtZtZ[i, c] = 0.0
+        for c in range(nfe):
+            LtZtX[i, c] = 0.0
     for i in range(q):
         for k in range(q):
             lki = _lam(k, i, lo, lterm, lcomp, tflat, toff, p)
@@ -341,15 +345,13 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tind
                     LtZtZ[i, c] += lki * ztz[z0 + k * q + c]
                 for c in range(nfe):
                     LtZtX[i, c] += lki * ztxy[lo + k, c]
+    # MX = A⁻¹Λ'Z'X and ΛMX
     for i in range(q):
-        s = 0.0
-        for k in range(q):
-            s += ztz[z0 + i * q + k] * Lu[k]
-        ZtZLu[i] = s
-    Mtr = Ainv @ LtZtZ
-    MX = Ainv @ LtZtX
-    # B = Z'X − Z'ZΛ MX;  res = Z'y − Z'Xβ − Z'ZΛu
-    LMX = np.zeros((q, nfe))
+        for c in range(nfe):
+            s = 0.0
+            for k in range(q):
+                s += Ainv[i, k] * LtZtX[k, c]
+            MX[i, c] = s
     for i in range(q):
         for c in range(nfe):
             s = 0.0
@@ -358,17 +360,6 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tind
                 if lik != 0.0:
                     s += lik * MX[k, c]
             LMX[i, c] = s
-    B = np.empty((q, nfe))
-    res = np.empty(q)
-    for i in range(q):
-        r = ztxy[lo + i, nfe] - ZtZLu[i]
-        for c in range(nfe):
-            r -= ztxy[lo + i, c] * beta[c]
-            s = ztxy[lo + i, c]
-            for k in range(q):
-                s -= ztz[z0 + i * q + k] * LMX[k, c]
-            B[i, c] = s
-        res[i] = r
     # θ_j with T_k entry (a, b): Λ_j = Σ_levels e_{c(a)} e_{c(b)}'
     for jb in range(q):
         k = lterm[lo + jb]
@@ -378,11 +369,24 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tind
             if t < 0:
                 continue
             ja = jb - b + a
-            gtr[t] += Mtr[jb, ja]
-            gr2[t] -= 2.0 * res[ja] * u[lo + jb]
-            for r in range(nfe):
-                for s in range(nfe):
-                    gD[t, r, s] += B[ja, r] * MX[jb, s]
+            # tr(A⁻¹Λ'Z'ZΛ_j) picks (A⁻¹Λ'Z'Z)[jb, ja]
+            s = 0.0
+            for c in range(q):
+                s += Ainv[jb, c] * LtZtZ[c, ja]
+            gtr[t] += s
+            # res[ja] = (Z'y − Z'Xβ − Z'ZΛu)[ja];  B[ja] = (Z'X − Z'ZΛ MX)[ja]
+            r = ztxy[lo + ja, nfe]
+            for c in range(nfe):
+                r -= ztxy[lo + ja, c] * beta[c]
+            for c in range(q):
+                r -= ztz[z0 + ja * q + c] * Lu[c]
+            gr2[t] -= 2.0 * r * u[lo + jb]
+            for rr in range(nfe):
+                brow = ztxy[lo + ja, rr]
+                for c in range(q):
+                    brow -= ztz[z0 + ja * q + c] * LMX[c, rr]
+                for ss in range(nfe):
+                    gD[t, rr, ss] += brow * MX[jb, ss]
 
 
 @nb.njit(cache=True, parallel=True)
@@ -395,21 +399,30 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, 
     * ``r2[j]  = −2 (Z'y − Z'Xβ̂ − Z'ZΛû)' Λ_j û``  (= ∂r²/∂θ_j)
     * ``D[j]   = (Λ_j'Z'V₀⁻¹X)' A⁻¹Λ'Z'X``         (∂(X'V₀⁻¹X)/∂θ_j = −(D + D'))
 
-    ``u`` is û in the local (group) column order. Returns ``(tr, r2, D)``.
+    ``u`` is û in the local (group) column order. Groups are split into
+    ``nchunks`` chunks, each with its own workspace and partial sums.
+    Returns ``(tr, r2, D)``.
     """
     m = len(gptr) - 1
     nfe = len(beta)
+    qmax = 0
+    for g in range(m):
+        qmax = max(qmax, gptr[g + 1] - gptr[g])
     gtr = np.zeros((nchunks, ntheta))
     gr2 = np.zeros((nchunks, ntheta))
     gD = np.zeros((nchunks, ntheta, nfe, nfe))
     for c in nb.prange(nchunks):
+        Linv = np.empty((qmax, qmax))
+        Ainv = np.empty((qmax, qmax))
+        LtZtZ = np.empty((qmax, qmax))
+        LtZtX = np.empty((qmax, nfe))
+        MX = np.empty((qmax, nfe))
+        LMX = np.empty((qmax, nfe))
+        Lu = np.empty(qmax)
         for g in range(c * m // nchunks, (c + 1) * m // nchunks):
             _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u,
-                            gtr[c], gr2[c], gD[c])
+                            gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
     return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0)
-
-
-# --- symbolic Cholesky: the exact pattern of L -----------------------------------
 
 
 @nb.njit(cache=True)
