@@ -280,39 +280,9 @@ def dense_back_solve(gptr, zoff, Lbuf, rhs, out):
             out[lo + i] = s / Lbuf[z0 + i * q + i]
 
 
-@nb.njit(cache=True, parallel=True)
-def dense_inverse(gptr, zoff, Lbuf, out):
-    """out_g = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ for every group (packed like Lbuf, full)."""
-    m = len(gptr) - 1
-    for g in nb.prange(m):
-        lo, hi = gptr[g], gptr[g + 1]
-        q = hi - lo
-        z0 = zoff[g]
-        Linv = np.zeros((q, q))
-        for j in range(q):
-            Linv[j, j] = 1.0 / Lbuf[z0 + j * q + j]
-            for i in range(j + 1, q):
-                s = 0.0
-                for k in range(j, i):
-                    s -= Lbuf[z0 + i * q + k] * Linv[k, j]
-                Linv[i, j] = s / Lbuf[z0 + i * q + i]
-        for i in range(q):
-            for j in range(q):
-                s = 0.0
-                for k in range(max(i, j), q):
-                    s += Linv[k, i] * Linv[k, j]
-                out[z0 + i * q + j] = s
-
-
 @nb.njit(cache=True)
-def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
-                    Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
-    """Add group g's terms of the gradient (see :func:`dense_gradient`); the last seven are workspace."""
-    lo, hi = gptr[g], gptr[g + 1]
-    q = hi - lo
-    z0 = zoff[g]
-    nfe = len(beta)
-    # A⁻¹ = L'⁻¹ L⁻¹
+def _group_inverse(Lbuf, z0, q, Linv, Ainv):
+    """Ainv[:q, :q] = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ from the packed factor at ``z0``; Linv is workspace."""
     for j in range(q):
         for i in range(j):
             Linv[i, j] = 0.0
@@ -329,6 +299,32 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tind
                 s += Linv[k, i] * Linv[k, j]
             Ainv[i, j] = s
             Ainv[j, i] = s
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_inverse(gptr, zoff, Lbuf, out):
+    """out_g = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ for every group (packed like Lbuf, full)."""
+    m = len(gptr) - 1
+    for g in nb.prange(m):
+        q = gptr[g + 1] - gptr[g]
+        z0 = zoff[g]
+        Linv = np.empty((q, q))
+        Ainv = np.empty((q, q))
+        _group_inverse(Lbuf, z0, q, Linv, Ainv)
+        for i in range(q):
+            for j in range(q):
+                out[z0 + i * q + j] = Ainv[i, j]
+
+
+@nb.njit(cache=True)
+def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
+                    Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
+    """Add group g's terms of the gradient (see :func:`dense_gradient`); the last seven are workspace."""
+    lo, hi = gptr[g], gptr[g + 1]
+    q = hi - lo
+    z0 = zoff[g]
+    nfe = len(beta)
+    _group_inverse(Lbuf, z0, q, Linv, Ainv)
     # Λ'Z'Z, Λ'Z'X and Λu
     for i in range(q):
         Lu[i] = 0.0
