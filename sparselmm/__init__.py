@@ -7,6 +7,7 @@ statsmodels' ``MixedLM`` (same arguments, names and results).
 
 from .errors import ConvergenceWarning, DataError, FormulaError, ModelSizeError, SingularFitWarning
 from .mixedlm import MixedLM, MixedLMParams, MixedLMResults
+from . import memory
 from .model import LinearMixedModel, fit
 from .results import LMMResults
 

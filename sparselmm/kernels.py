@@ -529,3 +529,45 @@ def scatter_to_pattern(sub_ptr, sub_idx, indptr, indices, data, out):
                 k += 1
             if k < end and indices[k] == row:
                 out[t] = data[k]
+
+
+@nb.njit(cache=True)
+def column_counts(indptr, indices, parent, limit):
+    """Number of entries in each column of the Cholesky factor, without forming it.
+
+    Row i of L holds the etree paths from each j < i with A[i, j] ≠ 0 up to
+    i; walking them with a mark per row visits every off-diagonal entry of L
+    once, in O(n) memory. Stops early, returning None for the counts, once
+    the total passes ``limit`` (a model too large to factor is refused
+    without paying for its size).
+    """
+    n = len(indptr) - 1
+    rcount = np.zeros(n + 1, dtype=np.int64)
+    for j in range(n):
+        for k in range(indptr[j], indptr[j + 1]):
+            if indices[k] > j:
+                rcount[indices[k] + 1] += 1
+    rptr = np.cumsum(rcount)
+    rcols = np.empty(rptr[n], dtype=np.int64)
+    fill = rptr[:n].copy()
+    for j in range(n):
+        for k in range(indptr[j], indptr[j + 1]):
+            i = indices[k]
+            if i > j:
+                rcols[fill[i]] = j
+                fill[i] += 1
+    counts = np.ones(n, dtype=np.int64)
+    mark = np.full(n, -1, dtype=np.int64)
+    total = n
+    for i in range(n):
+        mark[i] = i
+        for t in range(rptr[i], rptr[i + 1]):
+            k = rcols[t]
+            while k != -1 and mark[k] != i:
+                counts[k] += 1
+                mark[k] = i
+                total += 1
+                k = parent[k]
+        if total > limit:
+            return total, counts[:0]
+    return total, counts

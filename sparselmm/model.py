@@ -40,32 +40,37 @@ class LinearMixedModel:
     backend : {"auto", "dense", "sparse"}
         Solver: dense blocks per group when the terms are nested in one
         grouping factor, one sparse CHOLMOD factor otherwise ("auto").
+    max_memory : float, optional
+        Bytes the solver's factor may take; by default the available memory.
+        A larger model raises :class:`~sparselmm.errors.ModelSizeError` after
+        the symbolic analysis, before any numeric work.
     """
 
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
-                 backend: str = "auto"):
+                 backend: str = "auto", max_memory: float | None = None):
         start = time.perf_counter()
-        self._setup(formula, model_frame(formula, data, missing=missing), reml, backend, None, start)
+        self._setup(formula, model_frame(formula, data, missing=missing), reml, backend, None, max_memory, start)
 
     @classmethod
     def from_frame(cls, frame: ModelFrame, reml: bool = True, backend: str = "auto",
-                   group_codes: np.ndarray | None = None, formula: str = "") -> LinearMixedModel:
+                   group_codes: np.ndarray | None = None, formula: str = "",
+                   max_memory: float | None = None) -> LinearMixedModel:
         """A model from arrays already built (used by the statsmodels-style front door).
 
         ``group_codes`` (group of each row) names the grouping for the dense
         backend when it is not one of the terms' factors.
         """
         model = cls.__new__(cls)
-        model._setup(formula, frame, reml, backend, group_codes, time.perf_counter())
+        model._setup(formula, frame, reml, backend, group_codes, max_memory, time.perf_counter())
         return model
 
-    def _setup(self, formula, frame, reml, backend, group_codes, start):
+    def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start):
         self.formula = formula
         self.reml = reml
         self.frame = frame
         self.layout = Layout(frame.terms)
         self.crossprod = crossproducts(self.layout, frame.X, frame.y)
-        self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes)
+        self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
         self.setup_seconds = time.perf_counter() - start
 
     @property
@@ -104,7 +109,7 @@ class LinearMixedModel:
 
 
 def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto",
-        missing: str = "drop", backend: str = "auto") -> LMMResults:
+        missing: str = "drop", backend: str = "auto", max_memory: float | None = None) -> LMMResults:
     """Fit a linear mixed model given by an lme4 formula.
 
     Parameters
@@ -124,9 +129,12 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
         or raise.
     backend : {"auto", "dense", "sparse"}
         Solver (see :class:`LinearMixedModel`).
+    max_memory : float, optional
+        Bytes the factor may take (see :class:`LinearMixedModel`).
 
     Returns
     -------
     LMMResults
     """
-    return LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend).fit(method=method)
+    model = LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend, max_memory=max_memory)
+    return model.fit(method=method)

@@ -17,6 +17,7 @@ import numpy as np
 from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
+from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
 
 #: A group block larger than this is left to the sparse backend.
@@ -68,12 +69,18 @@ class DenseBackend(ProfiledBackend):
 
     name = "dense"
 
-    def __init__(self, layout: Layout, cp: Crossprod, reml: bool, col_group: np.ndarray):
+    def __init__(self, layout: Layout, cp: Crossprod, reml: bool, col_group: np.ndarray,
+                 max_memory: float | None = None):
         super().__init__(layout, cp, reml)
         q = layout.q
         order = np.argsort(col_group, kind="stable")
         ngroups = int(col_group.max()) + 1
         sizes = np.bincount(col_group, minlength=ngroups)
+        limit = memory_limit(max_memory)
+        nbytes = 3.0 * DENSE_BYTES_PER_ENTRY * float((sizes.astype(float) ** 2).sum())  # Z'Z, L and A⁻¹ blocks
+        if nbytes > limit:
+            refuse(f"The dense blocks of {ngroups} groups (largest {sizes.max()} × {sizes.max()})", nbytes, limit,
+                   "Use backend='sparse', or fewer random effects per group.")
         self._order = order
         self._gptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._zoff = np.concatenate([[0], np.cumsum(sizes * sizes)]).astype(np.int64)

@@ -19,6 +19,7 @@ from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky_inverse_lower
+from ..memory import DENSE_BYTES_PER_ENTRY, SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
 
 
@@ -71,12 +72,17 @@ class SparseBackend(ProfiledBackend):
         Crossproducts of [Z X y].
     reml : bool
         REML criterion (True) or ML deviance (False).
+    max_memory : float, optional
+        Bytes the factor may use; by default the available memory. A larger
+        model is refused (:class:`~sparselmm.errors.ModelSizeError`) after the
+        symbolic analysis, before any numeric work.
     """
 
     name = "sparse"
 
-    def __init__(self, layout: Layout, cp: Crossprod, reml: bool = True):
+    def __init__(self, layout: Layout, cp: Crossprod, reml: bool = True, max_memory: float | None = None):
         super().__init__(layout, cp, reml)
+        self._limit = memory_limit(max_memory)
         q = layout.q
         term = np.repeat(np.arange(len(layout.terms)), layout.p * layout.nlevels)
         comp = np.concatenate([np.tile(np.arange(p), nl) for p, nl in zip(layout.p, layout.nlevels)])
@@ -108,18 +114,33 @@ class SparseBackend(ProfiledBackend):
         pattern = self._A.copy()
         pattern.data[:] = 1.0
         full = (pattern + pattern.T).tocsc()
-        best = None
+        max_entries = self._limit / SPARSE_BYTES_PER_ENTRY
+        best, smallest = None, np.inf
         for ordering in ORDERINGS:
             factor = cholmod.analyze(self._A, mode="supernodal", ordering_method=ordering)
             perm = factor.P()
             lower = sp.tril(full[perm][:, perm]).tocsc()
             lower.sort_indices()
             indptr, indices = lower.indptr.astype(np.int64), lower.indices.astype(np.int64)
-            lptr, lidx = kernels.symbolic_pattern(indptr, indices, kernels.etree(indptr, indices))
+            parent = kernels.etree(indptr, indices)
+            nnz, counts = kernels.column_counts(indptr, indices, parent, max_entries)
+            smallest = min(smallest, nnz)
+            if len(counts) == 0:
+                continue  # this ordering's factor is too large
+            lptr, lidx = kernels.symbolic_pattern(indptr, indices, parent)
             split, inverse_cost = dense_split(lptr, lidx)
-            cost = float((np.diff(lptr).astype(float) ** 2).sum()) + inverse_cost
+            m = len(counts) - split
+            if nnz * SPARSE_BYTES_PER_ENTRY + m * m * DENSE_BYTES_PER_ENTRY > self._limit:
+                continue
+            cost = float((counts.astype(float) ** 2).sum()) + inverse_cost
             if best is None or cost < best[0]:
                 best = (cost, factor, ordering, (lptr, lidx), split)
+        if best is None:
+            terms = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in self.layout.terms)
+            refuse(f"The sparse Cholesky factor of this model (terms {terms}; at least {smallest:,.0f} entries)",
+                   smallest * SPARSE_BYTES_PER_ENTRY, self._limit,
+                   "Crossed factors with many levels fill a dense block: reduce the levels of the smaller crossed "
+                   "factors (or drop, nest or merge a term).")
         return best[1:]
 
     def _factor(self, theta):

@@ -1,0 +1,51 @@
+"""The memory guard: refuse a model whose factor would not fit, before factoring it.
+
+Both backends know their size from structure alone (the symbolic factor's
+column counts; the group block sizes) and compare it with ``max_memory``:
+by default the memory the system says is available.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ModelSizeError
+
+#: Bytes per entry of the sparse factor L over a fit: CHOLMOD's supernodal
+#: values and indices, its simplicial copy for the selected inversion, the
+#: exact pattern with its values and the selected inverse on it; and bytes
+#: per entry of the dense trailing block's inverse.
+SPARSE_BYTES_PER_ENTRY = 56
+DENSE_BYTES_PER_ENTRY = 8
+
+
+def available_memory() -> int | None:
+    """Available physical memory in bytes (``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_limit(max_memory: int | float | None) -> float:
+    """The limit in bytes: ``max_memory`` if given, else the available memory (inf if unknown)."""
+    if max_memory is not None:
+        return float(max_memory)
+    avail = available_memory()
+    return float(avail) if avail else float("inf")
+
+
+def refuse(what: str, nbytes: float, limit: float, advice: str) -> None:
+    """Raise :class:`ModelSizeError` saying how large, against what, and what to change."""
+    raise ModelSizeError(
+        f"{what} would need about {nbytes / 2**30:.2f} GiB, more than the {limit / 2**30:.2f} GiB allowed. "
+        f"{advice} To try anyway, pass a larger max_memory (in bytes).",
+        nbytes=int(nbytes),
+    )

@@ -1,0 +1,54 @@
+"""The memory guard: a model whose factor would not fit is refused before numeric work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sparselmm
+from sparselmm.backends import sparse as sparse_backend
+from sparselmm.errors import ModelSizeError
+
+from .test_sparse_backend import random_data
+
+
+def crossed(n=4000, la=400, lb=300, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"y": rng.normal(size=n), "a": rng.integers(0, la, n).astype(str),
+                         "b": rng.integers(0, lb, n).astype(str)})
+
+
+def test_sparse_factor_refused_before_numeric_work(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sparse_backend.SparseBackend, "_factor", lambda self, theta: calls.append(theta))
+    with pytest.raises(ModelSizeError, match=r"GiB.*max_memory") as err:
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e6)
+    assert "a (400 levels)" in str(err.value) and err.value.nbytes > 1e6
+    assert calls == []
+
+
+def test_size_estimate_is_exact_symbolic_count():
+    model = sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed())
+    backend = model.backend
+    nnz = len(backend._lidx)
+    model.objective(np.ones(2))
+    L = backend.factor.L()  # CHOLMOD's relaxed supernodal factor holds at least the exact entries
+    assert nnz <= L.nnz
+    assert np.count_nonzero(L.data) <= nnz
+    # a limit just above the estimate is accepted, just below it refused
+    need = nnz * sparselmm.memory.SPARSE_BYTES_PER_ENTRY
+    sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=need * 1.05 + 8 * 300**2)
+    with pytest.raises(ModelSizeError):
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=need * 0.5)
+
+
+def test_dense_blocks_refused():
+    with pytest.raises(ModelSizeError, match="backend='sparse'"):
+        sparselmm.LinearMixedModel("y ~ x + (1 + x|a)", random_data(0), backend="dense", max_memory=10)
+
+
+def test_default_limit_is_available_memory():
+    avail = sparselmm.memory.available_memory()
+    assert avail is None or avail > 0
+    assert sparselmm.memory.memory_limit(None) == (float(avail) if avail else float("inf"))
