@@ -23,12 +23,16 @@ class DataError(SparseLMMError, ValueError):
     message : str
         What is wrong, naming the column or term.
     column : str, optional
-        The column concerned, when there is one.
+        The column (or grouping factor, or fixed-effect column) concerned,
+        when there is one.
+    level : object, optional
+        The level of a grouping factor concerned, when there is one.
     """
 
-    def __init__(self, message: str, column: str | None = None):
+    def __init__(self, message: str, column: str | None = None, level=None):
         super().__init__(message)
         self.column = column
+        self.level = level
 
 
 class ModelSizeError(SparseLMMError, MemoryError):
@@ -45,3 +49,11 @@ class ConvergenceWarning(UserWarning):
 
 class SingularFitWarning(UserWarning):
     """A variance component or correlation is on the boundary."""
+
+
+class MissingDataWarning(UserWarning):
+    """Rows with missing values in a used column were dropped."""
+
+
+class RankDeficiencyWarning(UserWarning):
+    """Aliased fixed-effect columns were dropped (lme4's rank-deficiency message)."""

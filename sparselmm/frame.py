@@ -7,6 +7,15 @@ columns also go through formulaic; its grouping factor becomes integer codes
 over the levels that occur, sorted (categorical columns keep their category
 order), interactions ``a:b`` ordered a-major as R's ``a:b`` does. Terms are
 sorted by decreasing number of levels, as lme4 sorts them.
+
+Bad input is refused here, before any crossproduct, by checks that cost at
+most O(n p²): the response must be numeric (not text, categories or
+booleans), finite and not fitted exactly by the fixed effects; every grouping
+factor needs more than one level and fewer levels than rows, and no term more
+random effects than rows (lme4's ``checkNlevels`` and ``check.nobs.vs.nRE``);
+aliased fixed-effect columns are dropped with a warning (lme4's
+``rankX.chk = "message+drop.cols"``, same rule: a column is dropped when its
+part orthogonal to the columns before it is below ``RANK_TOL`` of its norm).
 """
 
 from __future__ import annotations
@@ -20,10 +29,12 @@ import numpy as np
 import pandas as pd
 
 from .design import ReTerm
-from .errors import DataError, FormulaError
+from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from .formula import ParsedFormula, RandomTerm, parse_formula
 
 _MISSING = ("drop", "raise")
+RANK_TOL = 1e-7
+"""Relative tolerance of the fixed-effects rank check (lme4's ``rankX.chk`` default)."""
 
 
 def r_name(column: str) -> str:
@@ -81,6 +92,18 @@ def _variables(parsed: ParsedFormula) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _check_columns(formula: str, used: list[str], data: pd.DataFrame) -> None:
+    """Every name the formula uses is a column (or a known function)."""
+    for name in used:
+        if name in data.columns:
+            continue
+        if re.search(rf"(?<![\w.]){re.escape(name)}\s*\(", formula):
+            raise FormulaError(f"unsupported function {name}() in formula {formula!r}: it is neither a "
+                               "column of the data nor a known transform (offsets, smooths and other "
+                               "special terms are not supported)")
+        raise DataError(f"column {name!r} used in the formula is not in the data", column=name)
+
+
 def _complete_rows(data: pd.DataFrame, columns: list[str], missing: str) -> pd.DataFrame:
     """Rows without missing values in ``columns`` (never modifies ``data``)."""
     if missing not in _MISSING:
@@ -92,8 +115,10 @@ def _complete_rows(data: pd.DataFrame, columns: list[str], missing: str) -> pd.D
     counts = na.sum()
     detail = ", ".join(f"{c!r} ({k})" for c, k in counts[counts > 0].items())
     if missing == "raise":
-        raise DataError(f"missing values in column(s) {detail}; use missing='drop' to drop those rows")
-    warnings.warn(f"dropped {int(bad.sum())} of {len(data)} rows with missing values in {detail}", stacklevel=3)
+        raise DataError(f"missing values in column(s) {detail}; use missing='drop' to drop those rows",
+                        column=str(counts[counts > 0].index[0]))
+    warnings.warn(f"dropped {int(bad.sum())} of {len(data)} rows with missing values in {detail}",
+                  MissingDataWarning, stacklevel=3)
     return data.loc[~bad.to_numpy()]
 
 
@@ -142,6 +167,132 @@ def random_term(rt: RandomTerm, data: pd.DataFrame, spec=None) -> tuple[ReTerm, 
     return term, mm.model_spec
 
 
+def _rows_named(index: pd.Index, mask: np.ndarray, limit: int = 5) -> str:
+    """``"row 3"`` / ``"rows 3, 8, 11 and 2 more"`` (index labels) for error messages."""
+    labels = list(index[np.flatnonzero(mask)[:limit]])
+    more = int(mask.sum()) - len(labels)
+    text = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in labels)
+    return ("row " if len(labels) == 1 and not more else "rows ") + text + (f" and {more} more" if more else "")
+
+
+def _check_response_column(name: str, data: pd.DataFrame) -> pd.DataFrame:
+    """The response, when it is a column of the data, is numeric and not boolean.
+
+    Numbers stored in an object column are converted (in a shallow copy of
+    ``data``), since formulaic would take them as categories.
+    """
+    if name not in data.columns:
+        return data  # an expression such as log(y): checked after encoding
+    col = data[name]
+    kind = pd.api.types.infer_dtype(col, skipna=True) if col.dtype == object else None
+    if pd.api.types.is_bool_dtype(col.dtype) or kind == "boolean":
+        raise DataError(f"the response {name!r} is boolean (True/False): a linear mixed model needs a numeric "
+                        "response; convert it with .astype(float) if that is what is meant (a binary "
+                        "response usually calls for a logistic mixed model)", column=name)
+    numeric = kind in ("floating", "integer", "mixed-integer-float", "decimal", "empty") if kind else (
+        pd.api.types.is_numeric_dtype(col.dtype) and not isinstance(col.dtype, pd.CategoricalDtype))
+    if not numeric:
+        raise DataError(f"the response {name!r} is not numeric (dtype {col.dtype}): a linear mixed model "
+                        "needs a numeric response", column=name)
+    if kind:
+        data = data.assign(**{name: pd.to_numeric(col)})
+    return data
+
+
+def _response(mm, name: str, index: pd.Index) -> np.ndarray:
+    """The response vector from formulaic's left-hand side, checked."""
+    lhs = mm.lhs
+    state = getattr(lhs.model_spec, "encoder_state", {}) or {}
+    categorical = [v for v, (kind, _) in state.items() if getattr(kind, "value", kind) == "categorical"]
+    if categorical or lhs.shape[1] != 1:
+        raise DataError(f"the response {name!r} must be one numeric column"
+                        + (f"; {categorical[0]!r} is categorical" if categorical else ""), column=name)
+    y = np.ascontiguousarray(lhs.to_numpy(dtype=float).ravel())
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise DataError(f"the response {name!r} has {int(bad.sum())} {_nonfinite(y[bad])}, at "
+                        f"{_rows_named(index, bad)}", column=name)
+    return y
+
+
+def _nonfinite(values: np.ndarray) -> str:
+    return "infinite value(s)" if not np.isnan(values).any() else "non-finite value(s) (inf or NaN)"
+
+
+def _check_finite(M: np.ndarray, names, index: pd.Index, what: str) -> None:
+    """Model columns computed from complete rows are finite (log(0) is not)."""
+    bad = ~np.isfinite(M)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        raise DataError(f"{what} column {names[j]!r} has {int(bad[:, j].sum())} {_nonfinite(M[bad[:, j], j])}, "
+                        f"at {_rows_named(index, bad[:, j])}", column=names[j])
+
+
+def _check_levels(terms: list[ReTerm], n: int) -> None:
+    """lme4's checkNlevels and check.nobs.vs.nRE, naming the factor or term."""
+    for t in terms:
+        if t.nlevels < 2:
+            level = t.levels[0] if t.nlevels else None
+            raise DataError(f"grouping factor {t.group!r} has a single level ({level!r}) in the {n} rows "
+                            "used: grouping factors must have > 1 sampled level", column=t.group, level=level)
+        if t.nlevels >= n:
+            raise DataError(f"grouping factor {t.group!r} has {t.nlevels} levels for {n} observations: the "
+                            "number of levels of each grouping factor must be < number of observations "
+                            "(one row per level cannot separate the random effect from the residual)",
+                            column=t.group)
+    for t in terms:
+        if t.size >= n:
+            cols = " + ".join(t.columns)
+            raise DataError(f"number of observations (={n}) <= number of random effects (={t.size}) for term "
+                            f"({cols} | {t.group}): the random-effects parameters and the residual variance "
+                            "are probably unidentifiable", column=t.group)
+
+
+def independent_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of ``X`` kept by R's limited-pivoting QR, and an orthonormal basis of their span.
+
+    Left to right, a column is dropped when its part orthogonal to the columns
+    kept before it is at most ``tol`` times its norm (all-zero columns are
+    dropped), as R's ``qr(X, tol)`` (LINPACK dqrdc2) that lme4 uses: of two
+    aliased columns the later one goes. A full-rank X costs one Householder
+    QR; the column-by-column pass runs only when some column is aliased.
+    """
+    n, p = X.shape
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    if p and np.all(norms > 0) and p <= n:
+        Q, R = np.linalg.qr(X / norms)
+        if np.all(np.abs(np.diag(R)) > tol):
+            return np.arange(p), Q
+    keep: list[int] = []
+    basis = np.empty((n, min(n, p)))
+    for j in np.flatnonzero(norms > 0):
+        if len(keep) == n:
+            break
+        v = X[:, j] / norms[j]
+        B = basis[:, :len(keep)]
+        for _ in range(2):  # twice is enough (Kahan-Parlett)
+            v = v - B @ (B.T @ v)
+        nv = np.linalg.norm(v)
+        if nv > tol:
+            basis[:, len(keep)] = v / nv
+            keep.append(int(j))
+    return np.array(keep, dtype=np.int64), basis[:, :len(keep)]
+
+
+class _ColumnSubset:
+    """A formulaic ModelSpec whose model matrix keeps only some columns (aliased ones dropped)."""
+
+    def __init__(self, spec, keep: np.ndarray):
+        self.model_spec = spec
+        self.keep = keep
+
+    def get_model_matrix(self, data, **kwargs):
+        return self.model_spec.get_model_matrix(data, **kwargs).iloc[:, self.keep]
+
+    def __getattr__(self, name):
+        return getattr(self.model_spec, name)
+
+
 def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> ModelFrame:
     """Parse ``formula`` and build the model's arrays from ``data``.
 
@@ -152,11 +303,30 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
     data : pandas.DataFrame
         Never modified.
     missing : {"drop", "raise"}
-        Rows with a missing value in a used column are dropped with a
-        warning (lme4's ``na.omit``) or raise :class:`DataError`.
+        Rows with a missing value in a used column (NaN, None, NA, also as a
+        grouping level) are dropped with a warning (lme4's ``na.omit``) or
+        raise :class:`DataError`.
+
+    Raises
+    ------
+    FormulaError
+        Malformed formula, unsupported syntax or function, no random term.
+    DataError
+        Unknown column; non-numeric, boolean, infinite or exactly fitted
+        response; too few rows; more fixed-effect columns than rows; a
+        grouping factor with one level or as many levels as rows.
+
+    Warns
+    -----
+    MissingDataWarning
+        Rows dropped for missing values (how many, which columns).
+    RankDeficiencyWarning
+        Aliased fixed-effect columns dropped (named); they are not in ``fe_names``.
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if missing not in _MISSING:
+        raise ValueError(f"missing must be one of {_MISSING}, not {missing!r}")
     parsed = parse_formula(formula)
     if not parsed.random:
         raise FormulaError(
@@ -164,25 +334,60 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
             "for a model without random effects use ordinary least squares"
         )
     used = _variables(parsed)
-    unknown = [c for c in used if c not in data.columns]
-    if unknown:
-        raise DataError(f"column {unknown[0]!r} used in the formula is not in the data", column=unknown[0])
+    _check_columns(formula, used, data)
+    data = _check_response_column(parsed.response, data)
+    if len(data) == 0:
+        raise DataError("the data frame has no rows")
+    nrows = len(data)
     data = _complete_rows(data, used, missing)
+    if len(data) < 2:
+        raise DataError(f"{len(data)} row(s) left of {nrows} after dropping rows with missing values: a "
+                        "mixed model needs more than one observation" if len(data) < nrows else
+                        f"the data has {nrows} row: a mixed model needs more than one observation")
+    n = len(data)
     mm = formulaic.model_matrix(f"{parsed.response} ~ {parsed.fixed}", data, na_action="ignore")
-    y = mm.lhs.to_numpy(dtype=float)
-    if y.ndim != 1 and y.shape[1] != 1:
-        raise DataError(f"the response {parsed.response!r} must be one numeric column", column=parsed.response)
-    y = np.ascontiguousarray(y.ravel())
+    y = _response(mm, parsed.response, data.index)
     X = np.ascontiguousarray(mm.rhs.to_numpy(dtype=float))
+    fe_names = [r_name(c) for c in mm.rhs.columns]
+    _check_finite(X, fe_names, data.index, "fixed-effect")
+    if X.shape[1] > n:
+        raise DataError(f"the fixed-effects model matrix has {X.shape[1]} columns but there are only {n} "
+                        "observations: simplify the fixed part")
     built = [random_term(rt, data) for rt in parsed.random]
+    for term, _ in built:
+        _check_finite(term.X, term.columns, data.index, f"random term ({term.group}):")
     order = sorted(range(len(built)), key=lambda k: -built[k][0].nlevels)
+    terms = [built[k][0] for k in order]
+    _check_levels(terms, n)
+    fixed_spec = mm.rhs.model_spec
+    keep, Q = independent_columns(X)
+    if len(keep) < X.shape[1]:
+        kept = set(keep.tolist())
+        dropped = [name for j, name in enumerate(fe_names) if j not in kept]
+        k = len(dropped)
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} "
+                      f"{'column / coefficient' if k == 1 else 'columns / coefficients'}: "
+                      + ", ".join(map(repr, dropped)), RankDeficiencyWarning, stacklevel=3)
+        X = np.ascontiguousarray(X[:, keep])
+        fe_names = [fe_names[j] for j in keep]
+        fixed_spec = _ColumnSubset(fixed_spec, keep)
+    if X.shape[1] >= n:
+        raise DataError(f"the fixed effects have {X.shape[1]} linearly independent columns for {n} "
+                        "observations: no residual degrees of freedom are left")
+    resid = y - Q @ (Q.T @ y) if Q.shape[1] else y
+    resid = resid - Q @ (Q.T @ resid) if Q.shape[1] else resid
+    if np.linalg.norm(resid) <= 1e-12 * np.linalg.norm(y):
+        what = (f"is constant (every value is {y[0]:g})" if np.ptp(y) == 0 else
+                "is fitted exactly by the fixed effects (zero residuals)")
+        raise DataError(f"the response {parsed.response!r} {what}: its variance cannot be estimated",
+                        column=parsed.response)
     return ModelFrame(
         formula=parsed,
         y=y,
         X=X,
-        fe_names=[r_name(c) for c in mm.rhs.columns],
-        terms=[built[k][0] for k in order],
-        fixed_spec=mm.rhs.model_spec,
+        fe_names=fe_names,
+        terms=terms,
+        fixed_spec=fixed_spec,
         term_specs=[(built[k][1], parsed.random[k]) for k in order],
         row_index=data.index,
     )
