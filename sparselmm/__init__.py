@@ -5,7 +5,15 @@ Two front doors: :func:`fit` takes an lme4 formula,
 statsmodels' ``MixedLM`` (same arguments, names and results).
 """
 
-from .errors import ConvergenceWarning, DataError, FormulaError, ModelSizeError, SingularFitWarning
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    MissingDataWarning,
+    ModelSizeError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
 from .mixedlm import MixedLM, MixedLMParams, MixedLMResults
 from . import memory
 from .model import LinearMixedModel, fit
@@ -16,6 +24,8 @@ __all__ = [
     "DataError",
     "FormulaError",
     "LMMResults",
+    "MissingDataWarning",
+    "RankDeficiencyWarning",
     "LinearMixedModel",
     "MixedLM",
     "MixedLMParams",

@@ -6,8 +6,15 @@ assume them.
 
 from __future__ import annotations
 
+import types
+
 import numba as nb
 import numpy as np
+
+#: Below this many independent pieces of work (groups, leading columns) a
+#: parallel kernel runs its serial twin: waking a thread pool costs more
+#: than small problems take (16 ms against 45 µs, seen on a loaded machine).
+PARALLEL_MIN_WORK = 1000
 
 
 @nb.njit(cache=True)
@@ -571,3 +578,23 @@ def column_counts(indptr, indices, parent, limit):
         if total > limit:
             return total, counts[:0]
     return total, counts
+
+
+# --- serial twins of the parallel kernels --------------------------------------
+
+
+def _serial_twin(kernel):
+    """The same code compiled without ``parallel`` (``prange`` then runs as ``range``)."""
+    py = kernel.py_func
+    f = types.FunctionType(py.__code__, py.__globals__, py.__name__ + "_serial", py.__defaults__, py.__closure__)
+    f.__qualname__ = py.__qualname__ + "_serial"  # its own cache entry
+    f.__doc__ = py.__doc__
+    return nb.njit(cache=True)(f)
+
+
+_SERIAL = {k: _serial_twin(k) for k in (takahashi, dense_factor, dense_back_solve, dense_inverse, dense_gradient)}
+
+
+def pick(kernel, work: int):
+    """``kernel`` itself for ``work`` ≥ PARALLEL_MIN_WORK pieces of work, else its serial twin."""
+    return kernel if work >= PARALLEL_MIN_WORK else _SERIAL[kernel]

@@ -106,25 +106,30 @@ class DenseBackend(ProfiledBackend):
     def ngroups(self) -> int:
         return len(self._gptr) - 1
 
+    def _kernel(self, kernel):
+        """The kernel, or its serial twin for few groups (``kernels.pick``)."""
+        return kernels.pick(kernel, self.ngroups)
+
     def _tflat(self, theta):
         return np.concatenate([T.ravel() for T in self.layout.T(theta)])
 
     def _factor(self, theta):
-        logdet = kernels.dense_factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lterm, self._lcomp,
-                                      self._tflat(theta), self._toff, self.layout.p, self._L, self._C)
+        factor = self._kernel(kernels.dense_factor)
+        logdet = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lterm, self._lcomp,
+                        self._tflat(theta), self._toff, self.layout.p, self._L, self._C)
         return logdet, self._C
 
     def _back_solve(self, v):
         if v.ndim == 2:
             return np.column_stack([self._back_solve(v[:, i]) for i in range(v.shape[1])])
         out = np.empty_like(v)
-        kernels.dense_back_solve(self._gptr, self._zoff, self._L, np.ascontiguousarray(v), out)
+        self._kernel(kernels.dense_back_solve)(self._gptr, self._zoff, self._L, np.ascontiguousarray(v), out)
         return out[self._loc]
 
     def _gradient_pieces(self, theta, beta, u):
         """The gradient sums from the per-group Numba kernel (``kernels.dense_gradient``)."""
         self._update(theta)
-        return kernels.dense_gradient(
+        return self._kernel(kernels.dense_gradient)(
             self._gptr, self._zoff, self._ztz, self._ztxy, self._lterm, self._lcomp, self._tflat(theta),
             self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
             self.layout.ntheta, 4 * nb.get_num_threads())
@@ -132,7 +137,7 @@ class DenseBackend(ProfiledBackend):
     def inverse_gather(self, theta: np.ndarray):
         self._update(theta)
         inv = np.empty_like(self._L)
-        kernels.dense_inverse(self._gptr, self._zoff, self._L, inv)
+        self._kernel(kernels.dense_inverse)(self._gptr, self._zoff, self._L, inv)
         group = np.repeat(np.arange(self.ngroups), np.diff(self._gptr))
 
         def gather(rows, cols):

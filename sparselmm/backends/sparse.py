@@ -173,7 +173,7 @@ class SparseBackend(ProfiledBackend):
         if j0 < q:  # the lower triangle of the trailing block's inverse
             kernels.dense_trailing_block(lptr, lidx, data, j0, Z22)
             cholesky_inverse_lower(Z22)
-        kernels.takahashi(lptr, lidx, data, j0, Z22, zval)
+        kernels.pick(kernels.takahashi, j0)(lptr, lidx, data, j0, Z22, zval)
         pinv = self._pinv
 
         def gather(rows, cols):
