@@ -20,7 +20,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     print(result.summary())
     print(f"\nInstEval: {len(data)} rows, REML fit in {seconds:.2f} s "
-          f"({result.nfev} objective evaluations)")
+          f"({result.nfactor} factorizations of the {result.model.layout.q} x {result.model.layout.q} system)")
 
 
 if __name__ == "__main__":

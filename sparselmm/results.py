@@ -40,6 +40,16 @@ class LMMResults:
         return self.optinfo.nfev
 
     @property
+    def ngrad(self) -> int:
+        """Gradient evaluations used by the optimizer."""
+        return self.optinfo.ngrad
+
+    @property
+    def nfactor(self) -> int:
+        """Numeric factorizations of A(θ) during the fit (objective, gradient and EM share them)."""
+        return self.model.backend.nfactor
+
+    @property
     def converged(self) -> bool:
         return self.optinfo.converged
 
@@ -233,8 +243,11 @@ class LMMResults:
                            "t value": self.fe_params / self.bse_fe})
         lines.append(fe.to_string(float_format=lambda v: f"{v:.6g}"))
         status = "converged" if self.converged else "NOT converged"
-        lines += ["", f"Optimizer: {self.optinfo.method}, {self.nfev} evaluations, {status}"
-                  f"{', singular fit' if self.singular else ''}; fit time {self.fit_seconds:.3f} s"]
+        o = self.optinfo
+        lines += ["", f"Optimizer: {o.method} ({o.nem} EM steps, {o.nfev} objective and {o.ngrad} gradient "
+                  f"evaluations, {self.nfactor} factorizations), {status}"
+                  f"{', singular fit' if self.singular else ''}; |projected gradient| {o.pgnorm:.1e}; "
+                  f"fit time {self.fit_seconds:.3f} s"]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
