@@ -26,3 +26,25 @@ test: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The side-by-side comparison with statsmodels and lme4 (benchmarks/compare.py):
+# `make bench-deps` (R and lme4, optional: without them lme4 is reported as
+# "not installed"), then `make bench`; results in benchmarks/results/.
+.PHONY: bench bench-deps
+
+bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks.compare
+
+bench-deps:
+	@if command -v Rscript >/dev/null 2>&1 && \
+	    Rscript -e 'quit(status = !requireNamespace("lme4", quietly = TRUE))' >/dev/null 2>&1; then \
+		echo "R and lme4 are installed."; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "R with lme4 is missing. Run as root: make bench-deps" >&2; \
+		echo "(or: apt-get update && apt-get install -y r-base-core r-cran-lme4)" >&2; \
+		exit 1; \
+	else \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core r-cran-lme4; \
+	fi
