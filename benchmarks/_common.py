@@ -21,6 +21,7 @@ from sparselmm.datasets import (
     simulate_crossed,
     simulate_nested,
 )
+from sparselmm.kernels import PARALLEL_MIN_WORK
 
 INSTEVAL_FORMULA = "y ~ 1 + service + (1|s) + (1|d) + (1|dept)"
 
@@ -44,11 +45,13 @@ def dataset(name: str) -> tuple[str, pd.DataFrame]:
 
 
 def warm_jit() -> None:
-    """Compile (or load from cache) the Numba kernels on a tiny model of each backend.
+    """Compile (or load from cache) the Numba kernels on a small model of each backend.
 
-    Called from ``setup`` so that compile time never lands in a timing.
+    Called from ``setup`` so that compile time never lands in a timing. The
+    model has enough groups (and leading columns of L) for the parallel
+    kernels as well as their serial twins (``kernels.PARALLEL_MIN_WORK``).
     """
-    data = simulate_nested(200, seed=0)
+    data = simulate_nested(12 * PARALLEL_MIN_WORK, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for backend in ("dense", "sparse"):

@@ -91,15 +91,18 @@ class LinearMixedModel:
         """ML deviance (-2 log L) or REML criterion at θ (lme4's ``devfun``)."""
         return self.backend.objective(np.asarray(theta, dtype=float))
 
-    def fit(self, method: str = "auto", theta0=None) -> LMMResults:
+    def fit(self, method: str = "auto", theta0=None, maxiter: int = 2000) -> LMMResults:
         """Minimize the objective over θ and return the results.
 
         ``method="auto"``: EM warm start, then L-BFGS-B on the analytic
-        gradient, Powell if that fails (see :mod:`sparselmm.driver`).
+        gradient, Powell if that fails (see :mod:`sparselmm.driver`);
+        ``maxiter`` bounds each phase. A fit that does not converge warns
+        (:class:`~sparselmm.errors.ConvergenceWarning`) and says so in
+        ``converged`` and ``message``.
         """
         start = time.perf_counter()
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-        opt = optimize(self.problem(), theta0, method=method)
+        opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
         if not opt.converged:
             warnings.warn(f"the optimizer did not converge: {opt.message}", ConvergenceWarning, stacklevel=2)

@@ -52,3 +52,12 @@ def test_default_limit_is_available_memory():
     avail = sparselmm.memory.available_memory()
     assert avail is None or avail > 0
     assert sparselmm.memory.memory_limit(None) == (float(avail) if avail else float("inf"))
+
+
+def test_mixedlm_max_memory():
+    df = crossed()
+    df["one"] = 1
+    model = sparselmm.MixedLM.from_formula("y ~ 1", df, groups="one",
+                                           vc_formula={"a": "0 + C(a)", "b": "0 + C(b)"}, max_memory=1e6)
+    with pytest.raises(ModelSizeError):
+        model.fit()

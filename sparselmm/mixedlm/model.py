@@ -103,10 +103,14 @@ class MixedLM:
         are then NaN), drop, or raise.
     backend : {"auto", "dense", "sparse"}
         sparselmm's solver choice.
+    max_memory : float, optional
+        Bytes the solver's factor may take (default: the available memory);
+        a larger model raises :class:`~sparselmm.errors.ModelSizeError` when
+        first used, before any numeric work.
     """
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True, missing="none",
-                 backend="auto", exog_names=None, exog_re_names=None, endog_name=None):
+                 backend="auto", exog_names=None, exog_re_names=None, endog_name=None, max_memory=None):
         if missing not in _MISSING:
             raise ValueError(f"missing must be one of {_MISSING}, not {missing!r}")
         if isinstance(exog_vc, dict):
@@ -136,6 +140,7 @@ class MixedLM:
         self.missing = missing
         self.use_sqrt = use_sqrt
         self._backend = backend
+        self._max_memory = max_memory
         self.endog, self.exog, self.exog_re, self.groups = y, X, Zre, groups
         self.nobs = self.n_totobs = n
         self.n_groups = len(self.group_labels)
@@ -211,7 +216,7 @@ class MixedLM:
             frame = ModelFrame(formula=None, y=self.endog[keep], X=self.exog[keep], fe_names=list(self.exog_names),
                                terms=terms, fixed_spec=None, term_specs=[], row_index=pd.RangeIndex(len(keep))[keep])
             self._models[reml] = LinearMixedModel.from_frame(frame, reml=reml, backend=self._backend,
-                                                             group_codes=gcodes)
+                                                             group_codes=gcodes, max_memory=self._max_memory)
         return self._models[reml]
 
     @property
@@ -230,11 +235,11 @@ class MixedLM:
         if subset is not None:
             data = data.loc[subset]
         inputs = model_inputs(formula, data, kwargs.pop("groups"), re_formula, vc_formula, missing)
-        unknown = set(kwargs) - {"backend", "use_sqrt"}
+        unknown = set(kwargs) - {"backend", "use_sqrt", "max_memory"}
         if unknown:
             raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
         return cls(missing="none" if missing == "drop" else missing, backend=kwargs.get("backend", "auto"),
-                   use_sqrt=kwargs.get("use_sqrt", True), **inputs)
+                   use_sqrt=kwargs.get("use_sqrt", True), max_memory=kwargs.get("max_memory"), **inputs)
 
     # --- likelihood ----------------------------------------------------------
     def _params(self, params, has_fe: bool) -> MixedLMParams:
