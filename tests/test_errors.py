@@ -349,3 +349,17 @@ def test_caller_data_is_not_modified(entry):
                                            missing="drop").fit()
     pd.testing.assert_frame_equal(df, before)
     assert list(df.cat.cat.categories) == list(before.cat.cat.categories)
+
+
+def test_mixedlm_arrays_are_not_modified():
+    """statsmodels' array entry point: endog, exog, groups and exog_re come back unchanged."""
+    rng = np.random.default_rng(3)
+    n = 120
+    endog = rng.normal(size=n)
+    exog = np.column_stack([np.ones(n), rng.normal(size=n)])
+    groups = rng.integers(0, 12, n)
+    exog_re = np.column_stack([np.ones(n), exog[:, 1]])
+    copies = [a.copy() for a in (endog, exog, groups, exog_re)]
+    sparselmm.MixedLM(endog, exog, groups, exog_re=exog_re).fit()
+    for before, after in zip(copies, (endog, exog, groups, exog_re)):
+        np.testing.assert_array_equal(before, after)
