@@ -21,6 +21,7 @@ from .design import Layout
 from .driver import Problem, optimize
 from .errors import ConvergenceWarning, SingularFitWarning
 from .frame import ModelFrame, model_frame
+from .lapack import single_threaded_blas
 from .results import LMMResults
 
 
@@ -102,7 +103,8 @@ class LinearMixedModel:
         """
         start = time.perf_counter()
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-        opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter)
+        with single_threaded_blas():
+            opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
         if not opt.converged:
             warnings.warn(f"the optimizer did not converge: {opt.message}", ConvergenceWarning, stacklevel=2)

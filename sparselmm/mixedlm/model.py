@@ -19,6 +19,7 @@ from ..design import ReTerm
 from ..driver import Problem, optimize
 from ..errors import ConvergenceWarning, DataError
 from ..frame import ModelFrame
+from ..lapack import single_threaded_blas
 from ..model import LinearMixedModel
 from .params import MixedLMParams, ThetaMap
 from .results import MixedLMResults
@@ -381,7 +382,8 @@ class MixedLM:
                 return model.backend.gradient(embed(t))[mask]
 
             em = model.backend.em_step if mask.all() else None  # EM cannot hold entries fixed
-            opt = optimize(Problem(fun, lower[mask], grad, em), theta0[mask], method=driver_method)
+            with single_threaded_blas():
+                opt = optimize(Problem(fun, lower[mask], grad, em), theta0[mask], method=driver_method)
             theta = embed(opt.theta)
             converged, message = opt.converged, opt.message
             if hist is not None:
