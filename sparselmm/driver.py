@@ -115,9 +115,13 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
             best[:] = [theta.copy(), value]
         return value if np.isfinite(value) else np.inf
 
+    last_grad: list = [None, None]  # (θ, gradient) of the last gradient evaluation
+
     def grad(theta):
         summary.ngrad += 1
-        return problem.gradient(np.maximum(theta, lower))
+        theta = np.maximum(theta, lower)
+        last_grad[:] = [theta.copy(), problem.gradient(theta)]
+        return last_grad[1]
 
     start = time.perf_counter()
     x = best[0].copy()
@@ -135,7 +139,8 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     summary.converged = bool(res.success)
     summary.message += str(res.message)
     if problem.gradient is not None:
-        summary.pgnorm = float(np.abs(projected_gradient(theta, problem.gradient(theta), lower)).max(initial=0.0))
+        g = last_grad[1] if np.array_equal(theta, last_grad[0]) else problem.gradient(theta)
+        summary.pgnorm = float(np.abs(projected_gradient(theta, g, lower)).max(initial=0.0))
     summary.seconds = time.perf_counter() - start
     return summary
 
