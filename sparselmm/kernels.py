@@ -429,14 +429,9 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, 
 
 
 @nb.njit(cache=True)
-def etree(indptr, indices):
-    """Elimination tree of a symmetric matrix given by its lower triangle (CSC).
-
-    Liu's algorithm with path compression, walking the rows of the lower
-    triangle (built here as a CSR of the same entries).
-    """
+def _lower_rows(indptr, indices):
+    """Rows of the strictly lower triangle of a CSC matrix: for row i, the columns j < i with A[i, j] ≠ 0."""
     n = len(indptr) - 1
-    # rows of the strictly lower triangle: for row i, the columns j < i with A[i, j] ≠ 0
     rcount = np.zeros(n + 1, dtype=np.int64)
     for j in range(n):
         for k in range(indptr[j], indptr[j + 1]):
@@ -451,6 +446,18 @@ def etree(indptr, indices):
             if i > j:
                 rcols[fill[i]] = j
                 fill[i] += 1
+    return rptr, rcols
+
+
+@nb.njit(cache=True)
+def etree(indptr, indices):
+    """Elimination tree of a symmetric matrix given by its lower triangle (CSC).
+
+    Liu's algorithm with path compression, walking the rows of the lower
+    triangle (built here as a CSR of the same entries).
+    """
+    n = len(indptr) - 1
+    rptr, rcols = _lower_rows(indptr, indices)
     parent = np.full(n, -1, dtype=np.int64)
     ancestor = np.full(n, -1, dtype=np.int64)
     for i in range(n):
@@ -544,25 +551,12 @@ def column_counts(indptr, indices, parent, limit):
 
     Row i of L holds the etree paths from each j < i with A[i, j] ≠ 0 up to
     i; walking them with a mark per row visits every off-diagonal entry of L
-    once, in O(n) memory. Stops early, returning None for the counts, once
-    the total passes ``limit`` (a model too large to factor is refused
-    without paying for its size).
+    once, in O(n) memory. Returns ``(total, counts)``; stops early, with
+    empty counts, once the total passes ``limit`` (a model too large to
+    factor is refused without paying for its size).
     """
     n = len(indptr) - 1
-    rcount = np.zeros(n + 1, dtype=np.int64)
-    for j in range(n):
-        for k in range(indptr[j], indptr[j + 1]):
-            if indices[k] > j:
-                rcount[indices[k] + 1] += 1
-    rptr = np.cumsum(rcount)
-    rcols = np.empty(rptr[n], dtype=np.int64)
-    fill = rptr[:n].copy()
-    for j in range(n):
-        for k in range(indptr[j], indptr[j + 1]):
-            i = indices[k]
-            if i > j:
-                rcols[fill[i]] = j
-                fill[i] += 1
+    rptr, rcols = _lower_rows(indptr, indices)
     counts = np.ones(n, dtype=np.int64)
     mark = np.full(n, -1, dtype=np.int64)
     total = n
