@@ -230,3 +230,19 @@ def test_profile_re_peaks_at_estimate():
     assert prof[2, 0] == pytest.approx(res.cov_re.iloc[0, 0], rel=1e-6)
     assert prof[2, 1] == pytest.approx(res.llf, abs=1e-6)
     assert np.all(prof[[0, 1, 3, 4], 1] < res.llf)
+
+
+def test_sqrt_score_with_negative_cholesky_diagonal():
+    """Square-root parameters are free in sign (as in statsmodels): the score is theirs, not a re-signed factor's."""
+    df = sleep()
+    model = MixedLM.from_formula("Reaction ~ Days", df, groups="Subject", re_formula="1 + Days")
+    packed = np.array([-0.9, 0.2, 0.3])  # T = [[-0.9, 0], [0.2, 0.3]]
+    g = model.score(packed)
+    h = 1e-6
+    fd = [(model.loglike(packed + h * e) - model.loglike(packed - h * e)) / (2 * h) for e in np.eye(3)]
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
+    # statsmodels differentiates at the positive-diagonal factor of the same Ψ instead: T D with D = diag(-1, 1),
+    # so its first column of the score has the opposite sign (and disagrees with its own loglike's differences).
+    theirs = _statsmodels_model("Reaction ~ Days", df, groups="Subject", re_formula="1 + Days")
+    theirs.reml = True
+    np.testing.assert_allclose(g * np.array([-1, -1, 1]), theirs.score(packed), rtol=1e-6)

@@ -248,10 +248,17 @@ class MixedLM:
             return params
         return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe=has_fe)
 
+    def _theta(self, params, pa: MixedLMParams) -> np.ndarray:
+        """θ for the parameters: packed square-root parameters are θ itself, whatever their signs."""
+        if self.use_sqrt and not isinstance(params, MixedLMParams):
+            k = self.k_re2 + self.k_vc
+            return self._map.theta_from_sqrt(np.asarray(params, dtype=float)[len(params) - k:])
+        return self._map.theta_from_params(pa)
+
     def loglike(self, params, profile_fe=True) -> float:
         """(Restricted) log-likelihood with the scale profiled out (statsmodels' ``loglike``)."""
         pa = self._params(params, has_fe=False)
-        theta = self._map.theta_from_params(pa)
+        theta = self._theta(params, pa)
         backend = self._lmm.backend
         if profile_fe:
             return -0.5 * backend.objective(theta)
@@ -260,23 +267,26 @@ class MixedLM:
     def score(self, params, profile_fe=True) -> np.ndarray:
         """Gradient of :meth:`loglike` in the model's parameterization (``use_sqrt``)."""
         pa = self._params(params, has_fe=False)
-        return self._score(pa, profile_fe, self.use_sqrt)
+        return self._score(pa, self._theta(params, pa), profile_fe, self.use_sqrt)
 
     def score_sqrt(self, params, calc_fe=True):
         """(score_fe, score_re, score_vc) with respect to the Cholesky factor and √vcomp."""
-        return self._split(self._score(self._params(params, True), not calc_fe, True, with_fe=calc_fe), calc_fe)
+        pa = self._params(params, True)
+        return self._split(self._score(pa, self._theta(params, pa), not calc_fe, True, with_fe=calc_fe), calc_fe)
 
     def score_full(self, params, calc_fe):
         """(score_fe, score_re, score_vc) with respect to Ψ and vcomp."""
-        return self._split(self._score(self._params(params, True), not calc_fe, False, with_fe=calc_fe), calc_fe)
+        pa = self._params(params, True)
+        theta = self._map.theta_from_params(pa)
+        return self._split(self._score(pa, theta, not calc_fe, False, with_fe=calc_fe), calc_fe)
 
     def _split(self, s, with_fe):
         k = self.k_fe if with_fe else 0
         return s[:k], s[k:k + self.k_re2], s[k + self.k_re2:]
 
-    def _score(self, pa: MixedLMParams, profile_fe: bool, sqrt: bool, with_fe: bool | None = None) -> np.ndarray:
+    def _score(self, pa: MixedLMParams, theta: np.ndarray, profile_fe: bool, sqrt: bool,
+               with_fe: bool | None = None) -> np.ndarray:
         with_fe = not profile_fe if with_fe is None else with_fe
-        theta = self._map.theta_from_params(pa)
         backend = self._lmm.backend
         beta = None if profile_fe else pa.fe_params
         g_theta = -0.5 * backend.gradient(theta, beta)
@@ -301,7 +311,7 @@ class MixedLM:
 
         def grad(x):
             p = MixedLMParams.from_packed(x, self.k_fe, self.k_re, use_sqrt=False, has_fe=True)
-            return self._score(p, profile_fe=False, sqrt=False, with_fe=True)
+            return self._score(p, self._map.theta_from_params(p), profile_fe=False, sqrt=False, with_fe=True)
 
         k = len(x0)
         H = np.zeros((k, k))
