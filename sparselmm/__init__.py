@@ -15,7 +15,6 @@ from .errors import (
     SingularFitWarning,
 )
 from .mixedlm import MixedLM, MixedLMParams, MixedLMResults
-from . import memory
 from .model import LinearMixedModel, fit
 from .results import LMMResults
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import sparselmm
+import sparselmm.memory
 from sparselmm.backends import sparse as sparse_backend
 from sparselmm.errors import ModelSizeError
 
