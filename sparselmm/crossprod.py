@@ -7,7 +7,8 @@ Everything the profiled likelihood needs is in
 (DESIGN.md §2). They are sums over rows, computed in one pass; after that no
 step of a fit touches n. Z'Z is stored with a *block* pattern: wherever two
 levels meet in any row, the whole p_k × p_k' block is stored (with explicit
-zeros if need be), so the pattern of Λ'Z'ZΛ never changes with θ.
+zeros if need be), so the pattern of Λ'Z'ZΛ never changes with θ; every
+level's diagonal block is stored whole, even when its rows are all zero.
 
 The response enters through its least-squares residual e = y − Xγ (γ the OLS
 coefficients, kept as ``beta_shift``): the objective is unchanged (r² is
@@ -61,6 +62,13 @@ def build_Z(layout: Layout, values: bool = True) -> sp.csr_matrix:
     return sp.csr_matrix((vals.ravel(), cols.ravel(), indptr), shape=(n, layout.q))
 
 
+def _level_blocks(layout: Layout) -> sp.csr_matrix:
+    """The pattern of every level's diagonal block (ones), even for a level whose rows are all zero."""
+    blocks = [sp.kron(sp.identity(nl, format="csr"), np.ones((p, p)), format="csr")
+              for p, nl in zip(layout.p, layout.nlevels)]
+    return sp.block_diag(blocks, format="csr")
+
+
 def _on_pattern(pattern: sp.csc_matrix, values: sp.csc_matrix) -> sp.csc_matrix:
     """``values`` placed on ``pattern`` (a superset of its nonzeros)."""
     q = pattern.shape[0]
@@ -95,7 +103,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     # The pattern comes from a 0/1 Z: products of data values may cancel
     # to zero (and scipy drops zeros), but the pattern must hold every block.
     ones = build_Z(layout, values=False)
-    pattern = (ones.T.tocsr() @ ones + sp.identity(layout.q, format="csr")).tocsc()
+    pattern = (ones.T.tocsr() @ ones + _level_blocks(layout)).tocsc()
     ZtZ = _on_pattern(pattern, (Zt @ Z).tocsc())
     ZtZ.indices = ZtZ.indices.astype(np.int32)
     ZtZ.indptr = ZtZ.indptr.astype(np.int32)

@@ -574,6 +574,212 @@ def column_counts(indptr, indices, parent, limit):
     return total, counts
 
 
+# --- blocked kernels -------------------------------------------------------------
+#
+# A = Λ'Z'ZΛ + I split after the first term's q1 columns: A11 is block diagonal
+# (one p1 × p1 block per level of the first term, since two levels of one factor
+# never meet in a row), A21 sparse, and the trailing m × m block dense:
+#
+#     L11 = chol(A11),  L21 = A21 L11⁻ᵀ,  S = A22 − L21 L21',  L22 = chol(S).
+#
+# A (without I) and L11, L21 share the lower CSC pattern (lptr, lidx) of
+# :func:`lambda_map`; column c of level block i (c0 = i p1, a = c − c0) holds
+# first its p1 − a rows inside the block (the diagonal first), then the tail:
+# rows ≥ q1, the same for every column of the block. rptr/rpos/rcol list L21
+# by rows: row q1 + r is at positions rpos[rptr[r]:rptr[r+1]], of columns rcol.
+#
+# These kernels run serially: the dense factor and inverse of S (LAPACK) take
+# most of the time and run on every core, and OpenBLAS's threads, left
+# spinning after each call, slow any parallel Numba kernel that follows
+# (InstEval fit: 0.72 s this way, 0.76 s with parallel kernels and one-thread
+# LAPACK, 1.31 s with both parallel).
+
+
+@nb.njit(cache=True, inline="always")
+def _tail(lptr, c, p1):
+    """First position of column c's rows ≥ q1."""
+    return lptr[c] + p1 - c % p1
+
+
+@nb.njit(cache=True)
+def blocked_pattern_ok(lptr, lidx, q1, p1):
+    """Whether the first q1 columns have the layout the blocked kernels assume."""
+    for c in range(q1):
+        c0 = c - c % p1
+        t = _tail(lptr, c, p1)
+        if t > lptr[c + 1] or lptr[c + 1] - t != lptr[c0 + 1] - _tail(lptr, c0, p1):
+            return False
+        for k in range(lptr[c], t):
+            if lidx[k] != c + k - lptr[c]:
+                return False
+        t0 = _tail(lptr, c0, p1)
+        for k in range(t, lptr[c + 1]):
+            if lidx[k] < q1 or lidx[k] != lidx[t0 + k - t] or (k > t and lidx[k] <= lidx[k - 1]):
+                return False
+    return True
+
+
+@nb.njit(cache=True)
+def blocked_leading(lptr, lidx, aval, q1, p1, lval):
+    """L11 and L21 into ``lval`` (on A's pattern, columns below q1); returns log|A11|."""
+    nl = q1 // p1
+    logs = np.zeros(nl)
+    for i in range(nl):
+        c0 = i * p1
+        L = np.zeros((p1, p1))
+        for a in range(p1):
+            for b in range(a, p1):
+                L[b, a] = aval[lptr[c0 + a] + b - a]
+            L[a, a] += 1.0
+        for a in range(p1):  # Cholesky of the block, in place
+            d = L[a, a]
+            for k in range(a):
+                d -= L[a, k] * L[a, k]
+            d = np.sqrt(d)
+            L[a, a] = d
+            logs[i] += np.log(d)
+            for b in range(a + 1, p1):
+                v = L[b, a]
+                for k in range(a):
+                    v -= L[b, k] * L[a, k]
+                L[b, a] = v / d
+        for a in range(p1):
+            for b in range(a, p1):
+                lval[lptr[c0 + a] + b - a] = L[b, a]
+        ntail = lptr[c0 + 1] - _tail(lptr, c0, p1)
+        for t in range(ntail):  # each row of L21's block: L11 x = a_r (forward substitution)
+            for a in range(p1):
+                pos = _tail(lptr, c0 + a, p1) + t
+                v = aval[pos]
+                for k in range(a):
+                    v -= L[a, k] * lval[_tail(lptr, c0 + k, p1) + t]
+                lval[pos] = v / L[a, a]
+    return 2.0 * logs.sum()
+
+
+@nb.njit(cache=True)
+def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, S):
+    """S = A22 + I − L21 L21' into the lower triangle of ``S`` (m × m, Fortran order).
+
+    Column by column: column r's entries of A22, then, for every column c of
+    L21 with a row q1 + r, L21[s, c] L21[r, c] for the rows s ≥ r of c
+    (contiguous writes into column r).
+    """
+    m = S.shape[0]
+    for r in range(m):
+        for s in range(r, m):
+            S[s, r] = 0.0
+        S[r, r] = 1.0
+        for k in range(lptr[q1 + r], lptr[q1 + r + 1]):
+            S[lidx[k] - q1, r] += aval[k]
+        for x in range(rptr[r], rptr[r + 1]):
+            e = rpos[x]
+            v = lval[e]
+            for f in range(e, lptr[rcol[x] + 1]):
+                S[lidx[f] - q1, r] -= v * lval[f]
+
+
+@nb.njit(cache=True)
+def blocked_forward(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, B):
+    """B1 ← L11⁻¹ B1, then B2 ← B2 − L21 B1, in place (B: q × k); L22⁻¹ is left to the caller."""
+    nl, k = q1 // p1, B.shape[1]
+    for i in range(nl):
+        c0 = i * p1
+        for j in range(k):
+            for a in range(p1):
+                v = B[c0 + a, j]
+                for b in range(a):
+                    v -= lval[lptr[c0 + b] + a - b] * B[c0 + b, j]
+                B[c0 + a, j] = v / lval[lptr[c0 + a]]
+    m = B.shape[0] - q1
+    for r in range(m):
+        for x in range(rptr[r], rptr[r + 1]):
+            v = lval[rpos[x]]
+            for j in range(k):
+                B[q1 + r, j] -= v * B[rcol[x], j]
+
+
+@nb.njit(cache=True)
+def blocked_backward(lptr, lidx, lval, q1, p1, B):
+    """B1 ← L11⁻ᵀ (B1 − L21' B2), in place, with B2 already L22⁻ᵀ B2 (B: q × k)."""
+    nl, k = q1 // p1, B.shape[1]
+    for i in range(nl):
+        c0 = i * p1
+        for a in range(p1):
+            c = c0 + a
+            for f in range(_tail(lptr, c, p1), lptr[c + 1]):
+                for j in range(k):
+                    B[c, j] -= lval[f] * B[lidx[f], j]
+        for j in range(k):
+            for a in range(p1 - 1, -1, -1):
+                v = B[c0 + a, j]
+                for b in range(a + 1, p1):
+                    v -= lval[lptr[c0 + a] + b - a] * B[c0 + b, j]
+                B[c0 + a, j] = v / lval[lptr[c0 + a]]
+
+
+@nb.njit(cache=True)
+def blocked_inverse(lptr, lidx, lval, q1, p1, Z22, zval, work):
+    """A⁻¹ on the first q1 columns of A's pattern into ``zval``, given Z22 = S⁻¹ (lower triangle).
+
+    Per level block i, with l = L21's rows of the block (tail rows R):
+
+        X = (A⁻¹)[R, i] = −S⁻¹[R, R] l L11⁻¹,    (A⁻¹)[i, i] = L11⁻ᵀ (L11⁻¹ − l' X).
+
+    X is built in place in ``zval``'s tail positions; ``work`` (ℓ1 × p1 × p1)
+    holds each level's small blocks.
+    """
+    nl = q1 // p1
+    for i in range(nl):
+        c0 = i * p1
+        t0 = _tail(lptr, c0, p1)
+        nt = lptr[c0 + 1] - t0
+        for a in range(p1):
+            ta = _tail(lptr, c0 + a, p1)
+            for t in range(nt):
+                zval[ta + t] = 0.0
+        for u in range(nt):  # Y = S⁻¹[R, R] l, reading the lower triangle by columns
+            ru = lidx[t0 + u] - q1
+            for t in range(u, nt):
+                z = Z22[lidx[t0 + t] - q1, ru]
+                for a in range(p1):
+                    ta = _tail(lptr, c0 + a, p1)
+                    zval[ta + t] += z * lval[ta + u]
+                    if t != u:
+                        zval[ta + u] += z * lval[ta + t]
+        for t in range(nt):  # X = −Y L11⁻¹, row by row: x L11 = −y
+            for a in range(p1 - 1, -1, -1):
+                ta = _tail(lptr, c0 + a, p1)
+                v = -zval[ta + t]
+                for b in range(a + 1, p1):
+                    v -= zval[_tail(lptr, c0 + b, p1) + t] * lval[lptr[c0 + a] + b - a]
+                zval[ta + t] = v / lval[lptr[c0 + a]]
+        M = work[i]  # L11⁻¹ − l'X, then L11⁻ᵀ times it
+        for a in range(p1):  # L11⁻¹ by forward substitution, row by row
+            for b in range(p1):
+                v = 1.0 if a == b else 0.0
+                for k in range(b, a):
+                    v -= lval[lptr[c0 + k] + a - k] * M[k, b]
+                M[a, b] = v / lval[lptr[c0 + a]] if a >= b else 0.0
+        for a in range(p1):
+            ta = _tail(lptr, c0 + a, p1)
+            for b in range(p1):
+                tb = _tail(lptr, c0 + b, p1)
+                v = 0.0
+                for t in range(nt):
+                    v += lval[ta + t] * zval[tb + t]
+                M[a, b] -= v
+        for b in range(p1):  # back substitution with L11'
+            for a in range(p1 - 1, -1, -1):
+                v = M[a, b]
+                for k in range(a + 1, p1):
+                    v -= lval[lptr[c0 + a] + k - a] * M[k, b]
+                M[a, b] = v / lval[lptr[c0 + a]]
+        for a in range(p1):
+            for b in range(a, p1):
+                zval[lptr[c0 + a] + b - a] = M[b, a]
+
+
 # --- serial twins of the parallel kernels --------------------------------------
 
 

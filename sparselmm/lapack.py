@@ -4,27 +4,31 @@ numpy and scipy bring their own OpenBLAS. Calling it between two CHOLMOD
 factorizations (which run on the system's BLAS) leaves two thread pools
 spinning on the same cores: on two cores the next factorization took twice
 as long. So the trailing-block inverse calls the system's ``dpotri``
-directly (through ctypes), and falls back to scipy's where the system
-library cannot be found.
+directly (through ctypes), as does the blocked backend for its dense block
+(``dpotrf``, ``dpotri``); scipy's serve where the system library cannot be
+found.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from contextlib import contextmanager
 
 import numpy as np
+from scipy.linalg.lapack import dpotrf as _scipy_dpotrf
 from scipy.linalg.lapack import dpotri as _scipy_dpotri
 from threadpoolctl import threadpool_limits
 
 
-def _load():
-    for name in ("liblapack.so.3", ctypes.util.find_library("lapack")):
-        if not name:
+def _load(name: str):
+    """The system LAPACK routine ``name`` (Fortran calling convention: uplo, n, a, lda, info), or None."""
+    for lib in ("liblapack.so.3", ctypes.util.find_library("lapack")):
+        if not lib:
             continue
         try:
-            fn = ctypes.CDLL(name).dpotri_
+            fn = getattr(ctypes.CDLL(lib), name)
         except (OSError, AttributeError):
             continue
         fn.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
@@ -34,7 +38,30 @@ def _load():
     return None
 
 
-_DPOTRI = _load()
+_SYSTEM = {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_")}
+
+
+def _thread_control():
+    """OpenBLAS's get/set of its thread count, from the system library, or None."""
+    if _SYSTEM["dpotrf"] is None:
+        return None
+    for lib in ("liblapack.so.3", ctypes.util.find_library("lapack")):
+        try:
+            handle = ctypes.CDLL(lib)
+            return handle.openblas_get_num_threads, handle.openblas_set_num_threads
+        except (OSError, AttributeError, TypeError):
+            continue
+    return None
+
+
+_THREADS = _thread_control()
+
+#: Order from which a dense factor or inverse runs on every core even inside
+#: :func:`single_threaded_blas`: one such call is long enough (InstEval's 1142:
+#: dpotri 22 ms on one thread, 11 ms on two) for the pool to pay off.
+ALL_CORES_ORDER = 512
+_SCIPY = {"dpotrf": lambda a, lower: _scipy_dpotrf(a, lower=lower, overwrite_a=1, clean=0),
+          "dpotri": lambda a, lower: _scipy_dpotri(a, lower=lower, overwrite_c=1)}
 
 
 @contextmanager
@@ -52,19 +79,51 @@ def single_threaded_blas():
         yield
 
 
-def cholesky_inverse_lower(L: np.ndarray) -> np.ndarray:
-    """(L L')⁻¹ from a lower Cholesky factor, in place; only the lower triangle is valid.
+def _in_place(routine: str, a: np.ndarray, lower: bool) -> None:
+    """Call LAPACK's ``routine`` on the Fortran-ordered float64 array ``a``, in place."""
+    if a.shape[0] == 0:
+        return
+    if not (a.flags.f_contiguous and a.dtype == np.float64):
+        raise ValueError(f"{routine} works in place on a Fortran-ordered float64 array")
+    fn = _SYSTEM[routine]
+    if fn is not None and _THREADS is not None and a.shape[0] >= ALL_CORES_ORDER:
+        get, set_ = _THREADS
+        before = get()
+        set_(os.cpu_count() or 1)
+        try:
+            return _in_place_call(fn, routine, a, lower)
+        finally:
+            set_(before)
+    return _in_place_call(fn, routine, a, lower)
 
-    ``L`` must be a Fortran-ordered float64 square array (it is overwritten).
-    """
-    if L.shape[0] == 0:
-        return L
-    if _DPOTRI is None or not L.flags.f_contiguous or L.dtype != np.float64:
-        out, info = _scipy_dpotri(L, lower=1, overwrite_c=1)
+
+def _in_place_call(fn, routine, a, lower):
+    if fn is None:
+        out, info = _SCIPY[routine](a, int(lower))
+        if out is not a:
+            a[...] = out
     else:
-        n, info_c = ctypes.c_int(L.shape[0]), ctypes.c_int(0)
-        _DPOTRI(b"L", ctypes.byref(n), L.ctypes.data, ctypes.byref(n), ctypes.byref(info_c))
-        out, info = L, info_c.value
+        n, info_c = ctypes.c_int(a.shape[0]), ctypes.c_int(0)
+        fn(b"L" if lower else b"U", ctypes.byref(n), a.ctypes.data, ctypes.byref(n), ctypes.byref(info_c))
+        info = info_c.value
     if info:
-        raise np.linalg.LinAlgError(f"dpotri failed with info={info}")
-    return out
+        raise np.linalg.LinAlgError(f"{routine} failed with info={info}")
+
+
+def cholesky(a: np.ndarray, lower: bool = True) -> np.ndarray:
+    """The Cholesky factor of ``a`` in place (``dpotrf``); only the ``lower`` (or upper) triangle is read and valid.
+
+    ``a`` must be a Fortran-ordered float64 square array.
+    """
+    _in_place("dpotrf", a, lower)
+    return a
+
+
+def cholesky_inverse(a: np.ndarray, lower: bool = True) -> np.ndarray:
+    """(L L')⁻¹ (or (U'U)⁻¹) from a Cholesky factor held in ``a``, in place (``dpotri``); one triangle is valid.
+
+    ``a`` must be a Fortran-ordered float64 square array.
+    """
+    _in_place("dpotri", a, lower)
+    return a
+

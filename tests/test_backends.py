@@ -1,9 +1,11 @@
-"""Standing test: the dense and sparse backends fit the same model, so agree to 1e-10.
+"""Standing test: the backends fit the same model, so agree to 1e-10.
 
 Random nested designs (hypothesis): groups of random sizes, a random
 intercept with or without correlated slopes, an optional nested factor,
-unbalanced, at random θ; objective, solution, conditional variances and
-gradient compared.
+unbalanced — dense against sparse. Random crossed designs: two or three
+crossed factors, scalar or vector terms — blocked against sparse. At random
+θ, some of it on the boundary; objective, solution, conditional variances
+and gradient compared.
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ def nested_design(draw):
     return data, formula, reml, rng
 
 
+def assert_agree(a, b, rng):
+    """Objective, solution, conditional variances and gradient of two models at random θ."""
+    lower = a.lower
+    for _ in range(3):
+        theta = rng.normal(size=len(lower))
+        theta[lower == 0] = rng.uniform(0.0, 2.0, (lower == 0).sum())
+        if rng.uniform() < 0.3:
+            theta[rng.integers(0, len(theta))] = 0.0  # on the boundary
+        fa, fb = a.objective(theta), b.objective(theta)
+        assert abs(fa - fb) <= 1e-10 * abs(fb)
+        sa, sb = a.backend.solution(theta), b.backend.solution(theta)
+        np.testing.assert_allclose(sa.beta, sb.beta, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(sa.u, sb.u, rtol=1e-8, atol=1e-10)
+        for va, vb in zip(a.backend.cond_var(theta), b.backend.cond_var(theta)):
+            np.testing.assert_allclose(va, vb, rtol=1e-8, atol=1e-12)
+        ga, gb = a.backend.gradient(theta), b.backend.gradient(theta)
+        np.testing.assert_allclose(ga, gb, rtol=1e-8, atol=1e-9 * np.abs(gb).max())
+
+
 @settings(max_examples=40, deadline=None)
 @given(nested_design())
 def test_dense_and_sparse_agree(design):
@@ -55,19 +76,45 @@ def test_dense_and_sparse_agree(design):
         assume(False)
     sparse = sparselmm.LinearMixedModel(formula, data, reml=reml, backend="sparse")
     assert dense.backend.name == "dense" and sparse.backend.name == "sparse"
-    lower = dense.lower
-    for _ in range(2):
-        theta = rng.normal(size=len(lower))
-        theta[lower == 0] = rng.uniform(0.0, 2.0, (lower == 0).sum())
-        a, b = dense.objective(theta), sparse.objective(theta)
-        assert abs(a - b) <= 1e-10 * abs(b)
-        sa, sb = dense.backend.solution(theta), sparse.backend.solution(theta)
-        np.testing.assert_allclose(sa.beta, sb.beta, rtol=1e-9, atol=1e-10)
-        np.testing.assert_allclose(sa.u, sb.u, rtol=1e-8, atol=1e-10)
-        for va, vb in zip(dense.backend.cond_var(theta), sparse.backend.cond_var(theta)):
-            np.testing.assert_allclose(va, vb, rtol=1e-8, atol=1e-12)
-        ga, gb = dense.backend.gradient(theta), sparse.backend.gradient(theta)
-        np.testing.assert_allclose(ga, gb, rtol=1e-8, atol=1e-9 * np.abs(gb).max())
+    assert_agree(dense, sparse, rng)
+
+
+CROSSED_FORMULAS = [
+    "y ~ x + (1|a) + (1|b)",
+    "y ~ x + (1|a) + (1|b) + (1|c)",
+    "y ~ x + (1 + x|a) + (1|b)",
+    "y ~ x + (1|a) + (1 + x|b) + (1|c)",
+    "y ~ z + (1 + x + z|a) + (0 + x|b)",
+    "y ~ x + (1 + x||a) + (1|b:c)",
+]
+
+
+@st.composite
+def crossed_design(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n = draw(st.integers(30, 300))
+    na, nb, nc = rng.integers(5, 40), rng.integers(2, 15), rng.integers(2, 5)
+    a, b, c = rng.integers(0, na, n), rng.integers(0, nb, n), rng.integers(0, nc, n)
+    data = pd.DataFrame({
+        "a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b], "c": [f"c{i}" for i in c],
+        "x": rng.normal(size=n), "z": rng.uniform(-1, 1, size=n),
+    })
+    data["y"] = rng.normal(size=n) + rng.normal(size=na)[a] + rng.normal(size=nb)[b] * data["x"]
+    return data, draw(st.sampled_from(CROSSED_FORMULAS)), draw(st.booleans()), rng
+
+
+@settings(max_examples=40, deadline=None)
+@given(crossed_design())
+def test_blocked_and_sparse_agree(design):
+    data, formula, reml, rng = design
+    try:
+        blocked = sparselmm.LinearMixedModel(formula, data, reml=reml, backend="blocked")
+    except sparselmm.DataError:
+        assume(False)
+    sparse = sparselmm.LinearMixedModel(formula, data, reml=reml, backend="sparse")
+    assert blocked.backend.name == "blocked" and sparse.backend.name == "sparse"
+    assert_agree(blocked, sparse, rng)
 
 
 def test_auto_choice():
@@ -76,4 +123,10 @@ def test_auto_choice():
     data = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
                          "g": rng.integers(0, 20, n).astype(str), "b": rng.integers(0, 7, n).astype(str)})
     assert sparselmm.LinearMixedModel("y ~ x + (1 + x|g)", data).backend.name == "dense"
-    assert sparselmm.LinearMixedModel("y ~ x + (1|g) + (1|b)", data).backend.name == "sparse"
+    assert sparselmm.LinearMixedModel("y ~ x + (1|g) + (1|b)", data).backend.name == "blocked"
+    # after eliminating g, 600 levels of b in a chain (g level i meets b levels i and i + 1 mod 600):
+    # a sparse trailing block, CHOLMOD's
+    i = np.repeat(np.arange(1500), 2)
+    sparse_tail = pd.DataFrame({"y": rng.normal(size=len(i)), "g": i.astype(str),
+                                "b": ((i + np.arange(len(i)) % 2) % 600).astype(str)})
+    assert sparselmm.LinearMixedModel("y ~ 1 + (1|g) + (1|b)", sparse_tail).backend.name == "sparse"

@@ -1,4 +1,4 @@
-"""Analytic gradients of the objective against central finite differences, both backends."""
+"""Analytic gradients of the objective against central finite differences, every backend."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def fixed_beta_objective(model, theta, beta):
 
 
 @pytest.mark.parametrize(("case", "model_id", "kind"), REFS, ids=REF_IDS)
-@pytest.mark.parametrize("backend", ["sparse", "dense"])
+@pytest.mark.parametrize("backend", ["sparse", "dense", "blocked"])
 def test_reference_models(case, model_id, kind, backend):
     ref = load_reference(model_id, kind)
     data = load_data(case, ref)
@@ -62,7 +62,7 @@ def test_random_designs_and_fixed_beta(formula, reml):
     rng = np.random.default_rng(11)
     for seed in range(2):
         data = random_data(seed)
-        for backend in ("sparse", "dense"):
+        for backend in ("sparse", "dense", "blocked"):
             try:
                 model = sparselmm.LinearMixedModel(formula, data, reml=reml, backend=backend)
             except ValueError:

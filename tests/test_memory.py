@@ -8,6 +8,7 @@ import pytest
 
 import sparselmm
 import sparselmm.memory
+from sparselmm.backends import blocked as blocked_backend
 from sparselmm.backends import sparse as sparse_backend
 from sparselmm.errors import ModelSizeError
 
@@ -24,13 +25,26 @@ def test_sparse_factor_refused_before_numeric_work(monkeypatch):
     calls = []
     monkeypatch.setattr(sparse_backend.SparseBackend, "_factor", lambda self, theta: calls.append(theta))
     with pytest.raises(ModelSizeError, match=r"GiB.*max_memory") as err:
-        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e6)
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e6, backend="sparse")
     assert "a (400 levels)" in str(err.value) and err.value.nbytes > 1e6
     assert calls == []
 
 
+def test_blocked_dense_block_refused_before_numeric_work(monkeypatch):
+    calls = []
+    monkeypatch.setattr(blocked_backend.BlockedBackend, "_factor", lambda self, theta: calls.append(theta))
+    with pytest.raises(ModelSizeError, match=r"order 300 after a .*b \(300 levels\)") as err:
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e6, backend="blocked")
+    assert err.value.nbytes == 2 * 8 * 300**2
+    assert calls == []
+    # "auto" takes the blocked backend only where its dense block fits; else CHOLMOD's refusal speaks
+    assert sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed()).backend.name == "blocked"
+    with pytest.raises(ModelSizeError, match=r"a \(400 levels\)"):
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e6)
+
+
 def test_size_estimate_is_exact_symbolic_count():
-    model = sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed())
+    model = sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), backend="sparse")
     backend = model.backend
     nnz = len(backend._lidx)
     model.objective(np.ones(2))
@@ -39,9 +53,10 @@ def test_size_estimate_is_exact_symbolic_count():
     assert np.count_nonzero(L.data) <= nnz
     # a limit just above the estimate is accepted, just below it refused
     need = nnz * sparselmm.memory.SPARSE_BYTES_PER_ENTRY
-    sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=need * 1.05 + 8 * 300**2)
+    sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=need * 1.05 + 8 * 300**2,
+                               backend="sparse")
     with pytest.raises(ModelSizeError):
-        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=need * 0.5)
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=need * 0.5, backend="sparse")
 
 
 def test_dense_blocks_refused():

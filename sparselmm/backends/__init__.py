@@ -1,7 +1,9 @@
 """Backends: θ in; objective, solution and conditional variances out.
 
 ``make_backend`` picks the dense per-group backend when the random effects
-partition the rows into small independent groups, and CHOLMOD otherwise.
+partition the rows into small independent groups; the blocked backend when
+what is left after eliminating the first term is dense (crossed designs) and
+small enough; CHOLMOD otherwise.
 """
 
 from __future__ import annotations
@@ -10,18 +12,28 @@ import numpy as np
 
 from ..crossprod import Crossprod
 from ..design import Layout
+from ..memory import memory_limit
 from .base import ProfiledBackend, Solution
+from .blocked import BlockedBackend, schur_density
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
 from .sparse import SparseBackend
 
-BACKENDS = ("auto", "dense", "sparse")
+BACKENDS = ("auto", "dense", "blocked", "sparse")
 
-__all__ = ["BACKENDS", "DenseBackend", "ProfiledBackend", "Solution", "SparseBackend", "make_backend"]
+#: "auto" takes the blocked backend when the block after the first term has at
+#: most BLOCKED_MAX_ORDER rows and is at least BLOCKED_MIN_DENSITY full (or has
+#: at most BLOCKED_SMALL_ORDER rows, where a dense factor costs next to nothing),
+#: and fits in memory.
+BLOCKED_MAX_ORDER, BLOCKED_MIN_DENSITY, BLOCKED_SMALL_ORDER = 6000, 0.2, 500
+
+__all__ = ["BACKENDS", "BlockedBackend", "DenseBackend", "ProfiledBackend", "Solution", "SparseBackend",
+           "make_backend"]
 
 
 def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto",
                  group_codes: np.ndarray | None = None, max_memory: float | None = None) -> ProfiledBackend:
-    """Build the requested backend ("auto": dense when nested and small, else sparse).
+    """Build the requested backend ("auto": dense when nested and small, blocked when crossed and the
+    trailing block is dense and small, else sparse).
 
     ``max_memory`` (bytes; default the available memory) bounds the factor:
     a larger model raises :class:`~sparselmm.errors.ModelSizeError` before
@@ -31,6 +43,8 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if backend == "sparse":
         return SparseBackend(layout, cp, reml, max_memory)
+    if backend == "blocked":
+        return BlockedBackend(layout, cp, reml, max_memory)
     col_group = nested_groups(layout, group_codes)
     if backend == "dense":
         if col_group is None:
@@ -42,4 +56,9 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
     sizes = np.bincount(col_group) if col_group is not None else None
     if sizes is not None and len(sizes) > 1 and sizes.max() <= MAX_GROUP_SIZE:
         return DenseBackend(layout, cp, reml, col_group, max_memory)
+    m = layout.q - int(layout.col_offset[1])
+    fits = BlockedBackend.dense_bytes(layout) <= memory_limit(max_memory)
+    if fits and (m <= BLOCKED_SMALL_ORDER or (m <= BLOCKED_MAX_ORDER
+                                               and schur_density(layout, cp) >= BLOCKED_MIN_DENSITY)):
+        return BlockedBackend(layout, cp, reml, max_memory)
     return SparseBackend(layout, cp, reml, max_memory)

@@ -18,7 +18,7 @@ from sksparse import cholmod
 from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
-from ..lapack import cholesky_inverse_lower
+from ..lapack import cholesky_inverse
 from ..memory import DENSE_BYTES_PER_ENTRY, SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
 
@@ -172,7 +172,7 @@ class SparseBackend(ProfiledBackend):
         kernels.scatter_to_pattern(lptr, lidx, L.indptr.astype(np.int64), L.indices.astype(np.int64), L.data, data)
         if j0 < q:  # the lower triangle of the trailing block's inverse
             kernels.dense_trailing_block(lptr, lidx, data, j0, Z22)
-            cholesky_inverse_lower(Z22)
+            cholesky_inverse(Z22)
         kernels.pick(kernels.takahashi, j0)(lptr, lidx, data, j0, Z22, zval)
         pinv = self._pinv
 
