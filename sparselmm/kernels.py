@@ -658,12 +658,22 @@ def blocked_leading(lptr, lidx, aval, q1, p1, lval):
 
 
 @nb.njit(cache=True)
-def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, S):
+def _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, w, out):
+    """out[s, r] −= Σ_c w_c L21[s, c] L21[r, c] for s ≥ r: the columns c of L21 with row q1 + r."""
+    for x in range(rptr[r], rptr[r + 1]):
+        e = rpos[x]
+        v = lval[e] * w[rcol[x]]
+        for f in range(e, lptr[rcol[x] + 1]):
+            out[lidx[f] - q1, r] -= v * lval[f]
+
+
+@nb.njit(cache=True)
+def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, ones, S):
     """S = A22 + I − L21 L21' into the lower triangle of ``S`` (m × m, Fortran order).
 
     Column by column: column r's entries of A22, then, for every column c of
     L21 with a row q1 + r, L21[s, c] L21[r, c] for the rows s ≥ r of c
-    (contiguous writes into column r).
+    (contiguous writes into column r). ``ones``: q1 ones.
     """
     m = S.shape[0]
     for r in range(m):
@@ -672,11 +682,32 @@ def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, S):
         S[r, r] = 1.0
         for k in range(lptr[q1 + r], lptr[q1 + r + 1]):
             S[lidx[k] - q1, r] += aval[k]
-        for x in range(rptr[r], rptr[r + 1]):
-            e = rpos[x]
-            v = lval[e]
-            for f in range(e, lptr[rcol[x] + 1]):
-                S[lidx[f] - q1, r] -= v * lval[f]
+        _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, ones, S)
+
+
+@nb.njit(cache=True)
+def blocked_weighted_gram(lptr, lidx, lval, q1, rptr, rpos, rcol, w, M):
+    """M = Σ_c w_c L21[:, c] L21[:, c]' into the lower triangle of ``M`` (m × m, Fortran order)."""
+    m = M.shape[0]
+    neg = -w
+    for r in range(m):
+        for s in range(r, m):
+            M[s, r] = 0.0
+        _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, neg, M)
+
+
+@nb.njit(cache=True)
+def lower_inner(A, B):
+    """Σ_ij A_ij B_ij of two symmetric matrices given by their lower triangles."""
+    m = A.shape[0]
+    total = 0.0
+    for r in range(m):
+        total += A[r, r] * B[r, r]
+        off = 0.0
+        for s in range(r + 1, m):
+            off += A[s, r] * B[s, r]
+        total += 2.0 * off
+    return total
 
 
 @nb.njit(cache=True)
@@ -719,34 +750,36 @@ def blocked_backward(lptr, lidx, lval, q1, p1, B):
 
 
 @nb.njit(cache=True)
-def blocked_inverse(lptr, lidx, lval, q1, p1, Z22, zval, work):
+def blocked_inverse(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, Z22, zval, work):
     """A⁻¹ on the first q1 columns of A's pattern into ``zval``, given Z22 = S⁻¹ (lower triangle).
 
     Per level block i, with l = L21's rows of the block (tail rows R):
 
         X = (A⁻¹)[R, i] = −S⁻¹[R, R] l L11⁻¹,    (A⁻¹)[i, i] = L11⁻ᵀ (L11⁻¹ − l' X).
 
-    X is built in place in ``zval``'s tail positions; ``work`` (ℓ1 × p1 × p1)
-    holds each level's small blocks.
+    Y = S⁻¹[R, R] l is built in ``zval``'s tail positions column of Z22 by
+    column (as :func:`blocked_schur` builds S): each pair of rows of a column
+    of L21 is met once, at the column of Z22 of the smaller row, which stays
+    in cache while every column of L21 with that row reads it. ``work``
+    (ℓ1 × p1 × p1) holds each level's small blocks.
     """
-    nl = q1 // p1
-    for i in range(nl):
+    m = Z22.shape[0]
+    for c in range(q1):
+        for f in range(_tail(lptr, c, p1), lptr[c + 1]):
+            zval[f] = 0.0
+    for r in range(m):
+        for x in range(rptr[r], rptr[r + 1]):
+            e = rpos[x]
+            v = lval[e]
+            acc = Z22[r, r] * v
+            for f in range(e + 1, lptr[rcol[x] + 1]):
+                z = Z22[lidx[f] - q1, r]
+                zval[f] += z * v
+                acc += z * lval[f]
+            zval[e] += acc
+    for i in range(q1 // p1):
         c0 = i * p1
-        t0 = _tail(lptr, c0, p1)
-        nt = lptr[c0 + 1] - t0
-        for a in range(p1):
-            ta = _tail(lptr, c0 + a, p1)
-            for t in range(nt):
-                zval[ta + t] = 0.0
-        for u in range(nt):  # Y = S⁻¹[R, R] l, reading the lower triangle by columns
-            ru = lidx[t0 + u] - q1
-            for t in range(u, nt):
-                z = Z22[lidx[t0 + t] - q1, ru]
-                for a in range(p1):
-                    ta = _tail(lptr, c0 + a, p1)
-                    zval[ta + t] += z * lval[ta + u]
-                    if t != u:
-                        zval[ta + u] += z * lval[ta + t]
+        nt = lptr[c0 + 1] - _tail(lptr, c0, p1)
         for t in range(nt):  # X = −Y L11⁻¹, row by row: x L11 = −y
             for a in range(p1 - 1, -1, -1):
                 ta = _tail(lptr, c0 + a, p1)

@@ -140,9 +140,10 @@ class ProfiledBackend:
         sol = self.solution(theta)
         b = layout.lambda_times(theta, sol.u)
         out = np.empty(layout.ntheta)
-        for k, (term, V) in enumerate(zip(layout.terms, self.cond_var(theta))):
+        sums = self.level_block_sums(theta)
+        for k, (term, T) in enumerate(zip(layout.terms, layout.T(theta))):
             bk = b[layout.col_offset[k]:layout.col_offset[k + 1]].reshape(term.nlevels, term.p)
-            Psi = (bk.T @ bk / sol.sigma2 + V.sum(axis=0)) / term.nlevels
+            Psi = (bk.T @ bk / sol.sigma2 + T @ sums[k] @ T.T) / term.nlevels
             if term.diagonal:
                 T = np.diag(np.sqrt(np.diag(Psi)))
             else:
@@ -204,7 +205,7 @@ class ProfiledBackend:
 
         using Λ'Z'V₀⁻¹X = A⁻¹Λ'Z'X and Z'V₀⁻¹X = Z'X − Z'ZΛA⁻¹Λ'Z'X. The
         trace needs A⁻¹ only on the level blocks of the diagonal (see
-        :meth:`_trace_terms`), from :meth:`inverse_gather`.
+        :meth:`_trace_terms`).
         """
         cp, layout, p = self.cp, self.layout, self.p
         _, C, _, _, _ = self._update(theta)
@@ -212,16 +213,15 @@ class ProfiledBackend:
         MX = self._back_solve(C[:, :p]) if p else np.zeros((layout.q, 0))
         B = cp.ZtX - cp.ZtZ @ (Lam @ MX)
         res = cp.Zty - cp.ZtX @ beta - cp.ZtZ @ (Lam @ u)
-        gather = self.inverse_gather(theta)
         nt = layout.ntheta
         r2, D = np.zeros(nt), np.zeros((nt, p, p))
         for j in range(nt):
             ca, cb = layout.theta_columns(j)
             r2[j] = -2.0 * res[ca] @ u[cb]
             D[j] = B[ca].T @ MX[cb]
-        return self._trace_terms(theta, gather, Lam), r2, D
+        return self._trace_terms(theta, Lam), r2, D
 
-    def _trace_terms(self, theta, gather, Lam) -> np.ndarray:
+    def _trace_terms(self, theta, Lam) -> np.ndarray:
         """tr(A⁻¹ Λ'Z'Z Λ_j) for every θ_j.
 
         Where T_k is nonsingular, Λ'Z'ZΛ = A − I gives (DESIGN.md §4)
@@ -235,24 +235,23 @@ class ProfiledBackend:
         """
         layout = self.layout
         tr = np.zeros(layout.ntheta)
-        K = None
+        K = gather = sums = None
         for k, T in enumerate(layout.T(theta)):
-            p, nl = T.shape[0], layout.nlevels[k]
+            nl = layout.nlevels[k]
             js = range(layout.theta_offset[k], layout.theta_offset[k + 1])
             if np.all(np.abs(np.diag(T)) > 0):
+                if sums is None:
+                    sums = self.level_block_sums(theta)
                 Tinv = np.linalg.inv(T)
-                base = layout.col_offset[k] + np.arange(nl) * p
-                a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-                rows = (base[:, None, None] + a[None]).ravel()
-                cols = (base[:, None, None] + b[None]).ravel()
-                W = gather(rows, cols).reshape(nl, p, p).sum(axis=0) @ Tinv  # Σ_l A⁻¹_ll T⁻¹
+                W = sums[k] @ Tinv  # Σ_l A⁻¹_ll T⁻¹
                 for j in js:
                     ca, cb = layout.theta_columns(j)
-                    ia, ib = ca[0] - base[0], cb[0] - base[0]
+                    ia, ib = ca[0] - layout.col_offset[k], cb[0] - layout.col_offset[k]
                     tr[j] = nl * Tinv[ib, ia] - W[ib, ia]
             else:
                 if K is None:
                     K = (Lam.T @ self.cp.ZtZ).tocsc()  # Λ'Z'Z
+                    gather = self.inverse_gather(theta)
                 for j in js:
                     ca, cb = layout.theta_columns(j)
                     Kj = K[:, ca].tocoo()  # entries K[c, c(a)_l], l = Kj.col
@@ -266,16 +265,23 @@ class ProfiledBackend:
         """
         raise NotImplementedError
 
+    def _level_blocks(self, gather, k: int) -> np.ndarray:
+        """The blocks A⁻¹_ll of term k's levels (ℓ_k × p_k × p_k), through ``gather``."""
+        p, nl = self.layout.p[k], self.layout.nlevels[k]
+        base = self.layout.col_offset[k] + np.arange(nl) * p
+        a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+        rows = (base[:, None, None] + a[None]).ravel()
+        cols = (base[:, None, None] + b[None]).ravel()
+        return gather(rows, cols).reshape(nl, p, p)
+
+    def level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term, Σ_l A⁻¹_ll over its levels (p_k × p_k): all the gradient and EM need of A⁻¹
+        while every T_k is nonsingular."""
+        gather = self.inverse_gather(theta)
+        return [self._level_blocks(gather, k).sum(axis=0) for k in range(len(self.layout.terms))]
+
     def cond_var(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per term, the diagonal blocks of Λ A⁻¹ Λ' (shape ℓ_k × p_k × p_k)."""
         gather = self.inverse_gather(theta)
-        out = []
-        for k, T in enumerate(self.layout.T(theta)):
-            p, nl = T.shape[0], self.layout.nlevels[k]
-            base = self.layout.col_offset[k] + np.arange(nl) * p
-            a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-            rows = (base[:, None, None] + a[None]).ravel()
-            cols = (base[:, None, None] + b[None]).ravel()
-            W = gather(rows, cols).reshape(nl, p, p)
-            out.append(np.einsum("ij,ljk,mk->lim", T, W, T))
-        return out
+        return [np.einsum("ij,ljk,mk->lim", T, self._level_blocks(gather, k), T)
+                for k, T in enumerate(self.layout.T(theta))]

@@ -75,9 +75,9 @@ class BlockedBackend(ProfiledBackend):
 
     @staticmethod
     def dense_bytes(layout: Layout) -> float:
-        """Bytes of the dense block's factor and inverse."""
+        """Bytes of the dense block's factor and inverse, and of one more m × m work matrix."""
         m = layout.q - int(layout.col_offset[1])
-        return 2.0 * DENSE_BYTES_PER_ENTRY * m * m
+        return 3.0 * DENSE_BYTES_PER_ENTRY * m * m
 
     def __init__(self, layout: Layout, cp: Crossprod, reml: bool = True, max_memory: float | None = None):
         super().__init__(layout, cp, reml)
@@ -109,16 +109,19 @@ class BlockedBackend(ProfiledBackend):
         self._zval = np.empty(len(lidx))
         self._work = np.empty((q1 // p1, p1, p1))
         self._rhs = np.column_stack([cp.ZtX, cp.Zty])
-        self._inverse_theta = None
+        self._ones = np.ones(q1)
+        self._M = None  # for level_block_sums, allocated on first use
+        self._z22_theta = self._inverse_theta = None
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
         lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
         logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
-        kernels.blocked_schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol, self._S)
+        kernels.blocked_schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol,
+                              self._ones, self._S)
         cholesky(self._S, lower=True)
         logdet += 2.0 * np.log(np.diagonal(self._S)).sum()
-        self._inverse_theta = None
+        self._z22_theta = self._inverse_theta = None
         return logdet, self._forward(self.layout.lambda_t_times(theta, self._rhs))
 
     def _forward(self, B):
@@ -141,21 +144,28 @@ class BlockedBackend(ProfiledBackend):
         kernels.blocked_backward(self._lptr, self._lidx, self._lval, q1, self._p1, B)
         return B
 
+    def _inverse_S(self, theta):
+        """Z22 = S⁻¹ (lower triangle) at θ, by ``dpotri``; once per θ."""
+        self._update(theta)
+        if self._z22_theta is None or not np.array_equal(self._z22_theta, self._theta):
+            self._Z22[...] = self._S
+            cholesky_inverse(self._Z22, lower=True)
+            self._z22_theta = self._theta.copy()
+        return self._Z22
+
     def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹ on the pattern of Z'Z.
 
         S⁻¹ from ``dpotri``; the first term's columns from
         :func:`kernels.blocked_inverse`. Computed once per θ.
         """
-        self._update(theta)
+        Z22 = self._inverse_S(theta)
         q1 = self._q1
         if self._inverse_theta is None or not np.array_equal(self._inverse_theta, self._theta):
-            self._Z22[...] = self._S
-            cholesky_inverse(self._Z22, lower=True)
-            kernels.blocked_inverse(self._lptr, self._lidx, self._lval, q1, self._p1, self._Z22, self._zval,
-                                    self._work)
+            kernels.blocked_inverse(self._lptr, self._lidx, self._lval, q1, self._p1, self._rptr, self._rpos,
+                                    self._rcol, Z22, self._zval, self._work)
             self._inverse_theta = self._theta.copy()
-        lptr, lidx, Z22, zval = self._lptr, self._lidx, self._Z22, self._zval
+        lptr, lidx, zval = self._lptr, self._lidx, self._zval
 
         def gather(rows, cols):
             out = np.empty(len(rows))
@@ -164,3 +174,33 @@ class BlockedBackend(ProfiledBackend):
             return out
 
         return gather
+
+    def level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Σ_l A⁻¹_ll per term, without A⁻¹'s first q1 columns when the first term is scalar.
+
+        With p1 = 1, L11 = diag(d) and l_i = L21[:, i]:
+
+            Σ_i A⁻¹_ii = Σ_i (1 + l_i'S⁻¹l_i) / d_i² = Σ_i 1/d_i² + ⟨S⁻¹, Σ_i l_i l_i'/d_i²⟩,
+
+        one more pass like the Schur update's and an inner product of two
+        m × m matrices, in place of :func:`kernels.blocked_inverse`'s
+        per-level products (twice the memory traffic). The other terms read
+        their blocks of S⁻¹.
+        """
+        if self._p1 != 1:
+            return super().level_block_sums(theta)
+        Z22 = self._inverse_S(theta)
+        q1, lptr, lidx = self._q1, self._lptr, self._lidx
+        if self._M is None:
+            self._M = np.empty_like(self._Z22)
+        w = 1.0 / self._lval[lptr[:q1]] ** 2
+        kernels.blocked_weighted_gram(lptr, lidx, self._lval, q1, self._rptr, self._rpos, self._rcol, w, self._M)
+        first = np.array([[w.sum() + kernels.lower_inner(Z22, self._M)]])
+
+        def gather(rows, cols):  # only entries of S⁻¹ are asked for
+            out = np.empty(len(rows))
+            kernels.selected_gather(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), q1, Z22,
+                                    lptr, lidx, self._zval, out)
+            return out
+
+        return [first] + [self._level_blocks(gather, k).sum(axis=0) for k in range(1, len(self.layout.terms))]
