@@ -12,10 +12,16 @@ nothing of the model.
    from the conditional modes and variances. Large steps far from the
    optimum; it stops once its convergence slows (the gain of a step exceeds
    EM_RATE times the gain of the one before) or a step fails to improve.
-2. L-BFGS-B on the analytic gradient from the best EM point, respecting the
-   bounds.
+2. Projected quasi-Newton (:func:`bfgs`) on the analytic gradient from the
+   best EM point: dim θ is small, so the first step is Newton's, with the
+   Hessian from forward differences of the gradient, and a dense inverse
+   Hessian is kept and updated by BFGS after; bounds by projection, the
+   variables at an active bound held. A full step is tried first, then
+   backtracking (Armijo).
 3. If that fails (no convergence, non-finite values), bounded Powell from
    the best point found, without derivatives.
+
+``method="lbfgs"`` runs scipy's L-BFGS-B from the start instead (no EM).
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
-METHODS = ("auto", "lbfgs", "powell", "nelder-mead")
+METHODS = ("auto", "bfgs", "lbfgs", "powell", "nelder-mead")
+
+#: Quasi-Newton convergence: the relative reduction of the objective in a step
+#: (scipy's L-BFGS-B ``ftol``), or the largest projected-gradient component.
+FTOL, GTOL = 1e-12, 1e-6
 
 #: EM stops once a step gains more than this fraction of the previous gain
 #: (its linear convergence has slowed; the quasi-Newton phase takes over).
@@ -90,16 +100,17 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     problem : Problem
     theta0 : ndarray
         Start.
-    method : {"auto", "lbfgs", "powell", "nelder-mead"}
-        "auto": EM warm start, L-BFGS-B, Powell fallback (module docstring);
-        "lbfgs": L-BFGS-B on the analytic gradient alone; "powell",
-        "nelder-mead": scipy's bounded derivative-free methods.
+    method : {"auto", "bfgs", "lbfgs", "powell", "nelder-mead"}
+        "auto": EM warm start, projected quasi-Newton, Powell fallback
+        (module docstring); "bfgs": the quasi-Newton phase alone; "lbfgs": scipy's L-BFGS-B
+        on the analytic gradient; "powell", "nelder-mead": scipy's bounded
+        derivative-free methods.
     maxiter : int
         Iteration limit of each phase.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    needs_grad = method in ("auto", "lbfgs")
+    needs_grad = method in ("auto", "bfgs", "lbfgs")
     if needs_grad and problem.gradient is None:
         raise ValueError(f"method {method!r} needs the gradient")
     lower = np.asarray(problem.lower, dtype=float)
@@ -127,7 +138,10 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     x = best[0].copy()
     if method == "auto" and problem.em_step is not None:
         x = _em(problem, x, f, summary)
-    res = _phase(method, f, grad, x, lower, maxiter)
+    if method in ("auto", "bfgs"):
+        res = bfgs(f, grad, x, lower, maxiter)
+    else:
+        res = _phase(method, f, grad, x, lower, maxiter)
     summary.niter += int(getattr(res, "nit", 0))
     if method == "auto" and not (res.success and np.isfinite(res.fun)):
         res = _phase("powell", f, grad, best[0], lower, maxiter)
@@ -161,6 +175,81 @@ def _em(problem: Problem, x: np.ndarray, f, summary: OptSummary) -> np.ndarray:
             break  # EM has slowed to linear convergence with rate > EM_RATE
         gain = step_gain
     return x
+
+
+def difference_hessian(grad, x, g):
+    """The Hessian by forward differences of the analytic gradient (steps inside the lower bounds),
+    symmetrized and made positive definite (eigenvalues floored at 1e-8 of the largest)."""
+    n = len(x)
+    B = np.empty((n, n))
+    for i in range(n):
+        h = 1e-3 * max(abs(x[i]), 0.1)
+        e = np.zeros(n)
+        e[i] = h
+        B[:, i] = (grad(x + e) - g) / h
+    w, Q = np.linalg.eigh((B + B.T) / 2)
+    w = np.maximum(np.abs(w), 1e-8 * np.abs(w).max(initial=1.0))
+    return (Q * w) @ Q.T
+
+
+def _bfgs_update(H, s, y):
+    """The BFGS update of an inverse Hessian (skipped without positive curvature)."""
+    sy = s @ y
+    if not sy > 1e-12 * np.linalg.norm(s) * np.linalg.norm(y):
+        return H
+    rho = 1.0 / sy
+    V = np.eye(len(s)) - rho * np.outer(s, y)
+    return V @ H @ V.T + rho * np.outer(s, s)
+
+
+def bfgs(f, grad, x, lower, maxiter):
+    """Projected quasi-Newton for a few bounded variables: Newton's first step, BFGS after.
+
+    The inverse Hessian starts as the inverse of :func:`difference_hessian`
+    at x (dim θ more gradients; dim θ is small) and takes a BFGS update
+    at each step. Variables at their bound with the gradient pushing outwards
+    are held; the others take d = −H g, projected onto the bounds, the full
+    step first, then backtracked until the Armijo condition holds. Converges
+    when a step reduces f by at most FTOL relative or the projected gradient
+    is below GTOL.
+    """
+    x = np.maximum(np.asarray(x, dtype=float), lower)
+    fx, g = f(x), grad(x)
+    H = None
+    message, success = "iteration limit reached", False
+    nit = 0
+    for nit in range(1, maxiter + 1):
+        if np.abs(projected_gradient(x, g, lower)).max(initial=0.0) <= GTOL:
+            message, success = "projected gradient below GTOL", True
+            break
+        if H is None:
+            H = np.linalg.inv(difference_hessian(grad, x, g))
+        held = (x <= lower) & (g > 0)
+        d = np.where(held, 0.0, -(H @ np.where(held, 0.0, g)))
+        if not g @ d < 0:  # not a descent direction: restart from the Newton step
+            H = np.linalg.inv(difference_hessian(grad, x, g))
+            d = np.where(held, 0.0, -(H @ np.where(held, 0.0, g)))
+        alpha, accepted = 1.0, False
+        for _ in range(40):
+            xn = np.maximum(x + alpha * d, lower)
+            fn = f(xn)
+            decrease = g @ (xn - x)
+            if np.isfinite(fn) and fn <= fx + 1e-4 * decrease:
+                accepted = True
+                break
+            # backtrack: the minimum of the quadratic through f(x), f'(x; d) and f(xn), within [0.1, 0.5]
+            alpha *= 0.5 if not np.isfinite(fn) else min(0.5, max(0.1, -decrease / (2 * (fn - fx - decrease))))
+        if not accepted:
+            message = "line search failed"
+            break
+        gn = grad(xn)
+        H = _bfgs_update(H, xn - x, gn - g)
+        reduction = fx - fn
+        x, fx, g = xn, fn, gn
+        if reduction <= FTOL * max(abs(fx), 1.0):
+            message, success = "relative reduction of f below FTOL", True
+            break
+    return OptimizeResult(x=x, fun=fx, success=success, message=message, nit=nit)
 
 
 def _phase(method, f, grad, x, lower, maxiter):

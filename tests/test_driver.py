@@ -20,7 +20,7 @@ def quadratic(center):
     return (lambda t: float((t - center) @ H @ (t - center))), (lambda t: 2 * H @ (t - center))
 
 
-@pytest.mark.parametrize("method", ["auto", "lbfgs", "powell", "nelder-mead"])
+@pytest.mark.parametrize("method", ["auto", "bfgs", "lbfgs", "powell", "nelder-mead"])
 def test_interior_minimum(method):
     f, g = quadratic(CENTER)
     opt = optimize(Problem(f, np.array([0.0, -np.inf, 0.0]), g), np.ones(3), method=method)
@@ -57,9 +57,11 @@ def test_em_warm_start_is_used_and_counted():
     model = sparselmm.LinearMixedModel("y ~ x + (1|a) + (1|b)", random_data(0))
     opt = optimize(model.problem(), model.theta0)
     assert opt.nem >= 1 and opt.ngrad >= 1 and opt.converged
-    plain = optimize(model.problem(), model.theta0, method="lbfgs")
-    assert plain.nem == 0
-    assert opt.objective == pytest.approx(plain.objective, abs=1e-7)
+    # θ = 0 is a stationary point (the objective is even in each scalar term's θ): L-BFGS-B from
+    # lme4's start runs into it here; derivative-free Powell does not, and agrees with "auto"
+    plain = optimize(model.problem(), model.theta0, method="powell")
+    assert plain.nem == 0 and plain.ngrad == 0
+    assert opt.objective == pytest.approx(plain.objective, abs=1e-8)
 
 
 def test_non_convergence_is_reported():

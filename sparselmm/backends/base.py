@@ -78,7 +78,7 @@ class ProfiledBackend:
         self.layout, self.cp, self.reml = layout, cp, reml
         Xy = np.append(cp.Xty, cp.yty)
         self._G = np.block([[cp.XtX, cp.Xty[:, None]], [Xy[None, :]]])
-        self._theta = None
+        self._theta = self._sums = None
         self.nfactor = 0
 
     @property
@@ -276,7 +276,13 @@ class ProfiledBackend:
 
     def level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per term, Σ_l A⁻¹_ll over its levels (p_k × p_k): all the gradient and EM need of A⁻¹
-        while every T_k is nonsingular."""
+        while every T_k is nonsingular. Kept for the last θ (an EM step and a gradient share them)."""
+        self._update(theta)
+        if self._sums is None or not np.array_equal(self._sums[0], self._theta):
+            self._sums = (self._theta, self._level_block_sums(theta))
+        return self._sums[1]
+
+    def _level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         gather = self.inverse_gather(theta)
         return [self._level_blocks(gather, k).sum(axis=0) for k in range(len(self.layout.terms))]
 

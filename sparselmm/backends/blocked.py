@@ -175,7 +175,7 @@ class BlockedBackend(ProfiledBackend):
 
         return gather
 
-    def level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
+    def _level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         """Σ_l A⁻¹_ll per term, without A⁻¹'s first q1 columns when the first term is scalar.
 
         With p1 = 1, L11 = diag(d) and l_i = L21[:, i]:
@@ -188,7 +188,7 @@ class BlockedBackend(ProfiledBackend):
         their blocks of S⁻¹.
         """
         if self._p1 != 1:
-            return super().level_block_sums(theta)
+            return super()._level_block_sums(theta)
         Z22 = self._inverse_S(theta)
         q1, lptr, lidx = self._q1, self._lptr, self._lidx
         if self._M is None:
