@@ -588,11 +588,10 @@ def column_counts(indptr, indices, parent, limit):
 # rows ≥ q1, the same for every column of the block. rptr/rpos/rcol list L21
 # by rows: row q1 + r is at positions rpos[rptr[r]:rptr[r+1]], of columns rcol.
 #
-# These kernels run serially: the dense factor and inverse of S (LAPACK) take
-# most of the time and run on every core, and OpenBLAS's threads, left
-# spinning after each call, slow any parallel Numba kernel that follows
-# (InstEval fit: 0.72 s this way, 0.76 s with parallel kernels and one-thread
-# LAPACK, 1.31 s with both parallel).
+# The two passes over pairs of L21's rows (the Schur update and the weighted
+# Gram matrix of the gradient) are bound by memory latency and run in
+# parallel over columns of the output; the per-level kernels are light and
+# serial. Indices are int32: a third less memory traffic in those passes.
 
 
 @nb.njit(cache=True, inline="always")
@@ -667,33 +666,37 @@ def _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, w, out):
             out[lidx[f] - q1, r] -= v * lval[f]
 
 
-@nb.njit(cache=True)
-def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, ones, S):
+@nb.njit(cache=True, parallel=True)
+def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, ones, S, nchunks):
     """S = A22 + I − L21 L21' into the lower triangle of ``S`` (m × m, Fortran order).
 
     Column by column: column r's entries of A22, then, for every column c of
     L21 with a row q1 + r, L21[s, c] L21[r, c] for the rows s ≥ r of c
-    (contiguous writes into column r). ``ones``: q1 ones.
+    (contiguous writes into column r). ``ones``: q1 ones. Columns are dealt
+    out in turn over ``nchunks`` chunks run in parallel (the early columns
+    carry more work); each column is written by one thread.
     """
     m = S.shape[0]
-    for r in range(m):
-        for s in range(r, m):
-            S[s, r] = 0.0
-        S[r, r] = 1.0
-        for k in range(lptr[q1 + r], lptr[q1 + r + 1]):
-            S[lidx[k] - q1, r] += aval[k]
-        _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, ones, S)
+    for chunk in nb.prange(nchunks):
+        for r in range(chunk, m, nchunks):
+            for s in range(r, m):
+                S[s, r] = 0.0
+            S[r, r] = 1.0
+            for k in range(lptr[q1 + r], lptr[q1 + r + 1]):
+                S[lidx[k] - q1, r] += aval[k]
+            _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, ones, S)
 
 
-@nb.njit(cache=True)
-def blocked_weighted_gram(lptr, lidx, lval, q1, rptr, rpos, rcol, w, M):
-    """M = Σ_c w_c L21[:, c] L21[:, c]' into the lower triangle of ``M`` (m × m, Fortran order)."""
+@nb.njit(cache=True, parallel=True)
+def blocked_weighted_gram(lptr, lidx, lval, q1, rptr, rpos, rcol, w, M, nchunks):
+    """M = Σ_c w_c L21[:, c] L21[:, c]' into the lower triangle of ``M`` (as :func:`blocked_schur`)."""
     m = M.shape[0]
     neg = -w
-    for r in range(m):
-        for s in range(r, m):
-            M[s, r] = 0.0
-        _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, neg, M)
+    for chunk in nb.prange(nchunks):
+        for r in range(chunk, m, nchunks):
+            for s in range(r, m):
+                M[s, r] = 0.0
+            _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, neg, M)
 
 
 @nb.njit(cache=True)
@@ -825,7 +828,13 @@ def _serial_twin(kernel):
     return nb.njit(cache=True)(f)
 
 
-_SERIAL = {k: _serial_twin(k) for k in (takahashi, dense_factor, dense_back_solve, dense_inverse, dense_gradient)}
+_SERIAL = {k: _serial_twin(k) for k in (takahashi, dense_factor, dense_back_solve, dense_inverse, dense_gradient,
+                                        blocked_schur, blocked_weighted_gram)}
+
+
+def serial(kernel):
+    """The serial twin of a parallel kernel."""
+    return _SERIAL[kernel]
 
 
 def pick(kernel, work: int):

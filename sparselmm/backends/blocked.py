@@ -20,6 +20,7 @@ level of the first term its block of A⁻¹ and its column of A⁻¹ on L21's ro
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 from scipy.linalg import solve_triangular
 
@@ -53,6 +54,12 @@ def schur_density(layout: Layout, cp: Crossprod) -> float:
     Zt.data[:] = 1.0
     pattern = (Zt @ Zt.T + cp.ZtZ[q1:, q1:]).tocsr()
     return (pattern.nnz + m) / (m * m + m)  # of the full square, diagonal counted twice = lower share
+
+
+#: The Schur and Gram passes run in parallel from this many pairs of rows of
+#: L21 (about 10 ms serially): below it, threads cost more than they save
+#: (InstEval, 1.3e6 pairs: fit 0.48 s serial, 0.56–0.76 s parallel).
+PARALLEL_MIN_PAIRS = 1e7
 
 
 class BlockedBackend(ProfiledBackend):
@@ -91,7 +98,7 @@ class BlockedBackend(ProfiledBackend):
                    "Use backend='sparse', or fewer levels in the smaller crossed factors.")
         self._q1, self._p1 = q1, p1
         lptr, lidx, self._ptr, self._src, self._t1, self._t2 = _lower_pattern(layout, cp)
-        self._lptr, self._lidx = lptr.astype(np.int64), lidx.astype(np.int64)
+        self._lptr, self._lidx = lptr.astype(np.int64), lidx.astype(np.int32)
         if not kernels.blocked_pattern_ok(self._lptr, self._lidx, q1, p1):
             raise ValueError("Z'Z's pattern does not have whole level blocks for the first term")
         # L21 by rows: positions (in A's pattern) of the tail entries, sorted by row
@@ -110,6 +117,13 @@ class BlockedBackend(ProfiledBackend):
         self._work = np.empty((q1 // p1, p1, p1))
         self._rhs = np.column_stack([cp.ZtX, cp.Zty])
         self._ones = np.ones(q1)
+        ntail = np.diff(self._lptr[:q1 + 1]) - (p1 - np.arange(q1) % p1)
+        pairs = float((ntail.astype(float) ** 2).sum()) / 2
+        parallel = pairs >= PARALLEL_MIN_PAIRS
+        self._nchunks = 8 * nb.get_num_threads() if parallel else 1
+        self._schur, self._gram = kernels.blocked_schur, kernels.blocked_weighted_gram
+        if not parallel:  # and no thread pool started, to spin against LAPACK's
+            self._schur, self._gram = kernels.serial(self._schur), kernels.serial(self._gram)
         self._M = None  # for level_block_sums, allocated on first use
         self._z22_theta = self._inverse_theta = None
 
@@ -117,8 +131,8 @@ class BlockedBackend(ProfiledBackend):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
         lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
         logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
-        kernels.blocked_schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol,
-                              self._ones, self._S)
+        self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol,
+                              self._ones, self._S, self._nchunks)
         cholesky(self._S, lower=True)
         logdet += 2.0 * np.log(np.diagonal(self._S)).sum()
         self._z22_theta = self._inverse_theta = None
@@ -194,7 +208,8 @@ class BlockedBackend(ProfiledBackend):
         if self._M is None:
             self._M = np.empty_like(self._Z22)
         w = 1.0 / self._lval[lptr[:q1]] ** 2
-        kernels.blocked_weighted_gram(lptr, lidx, self._lval, q1, self._rptr, self._rpos, self._rcol, w, self._M)
+        self._gram(lptr, lidx, self._lval, q1, self._rptr, self._rpos, self._rcol, w, self._M,
+                                      self._nchunks)
         first = np.array([[w.sum() + kernels.lower_inner(Z22, self._M)]])
 
         def gather(rows, cols):  # only entries of S⁻¹ are asked for
