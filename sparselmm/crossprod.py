@@ -48,96 +48,108 @@ class Crossprod:
 
 
 @nb.njit(cache=True)
-def _rows_by_block(codes, active, boff):
-    """The active rows of every level block, grouped (a counting sort): ``(ptr, rows)``."""
-    K, n = codes.shape
-    counts = np.zeros(boff[K] + 1, dtype=np.int64)
-    for k in range(K):
-        for r in range(n):
-            if active[k, r]:
-                counts[boff[k] + codes[k, r] + 1] += 1
+def _rows_by_block(blk, nblocks):
+    """The rows of every level block, grouped (a counting sort): ``(ptr, rows)``."""
+    n, K = blk.shape
+    counts = np.zeros(nblocks + 1, dtype=np.int64)
+    for r in range(n):
+        for k in range(K):
+            if blk[r, k] >= 0:
+                counts[blk[r, k] + 1] += 1
     ptr = np.cumsum(counts)
     rows = np.empty(ptr[-1], dtype=np.int64)
     nxt = ptr[:-1].copy()
-    for k in range(K):
-        for r in range(n):
-            if active[k, r]:
-                b = boff[k] + codes[k, r]
+    for r in range(n):
+        for k in range(K):
+            b = blk[r, k]
+            if b >= 0:
                 rows[nxt[b]] = r
                 nxt[b] += 1
     return ptr, rows
 
 
-@nb.njit(cache=True)
-def _ztz_pass(codes, active, X, xoff, p, boff, coff, bterm, ptr, rows, fill, colptr, indices, data):
-    """One pass of the block sparse product Z'Z (Gustavson's, a marker per block).
-
-    Block B (level a of term k) meets block B2 when some row is active in
-    both; every level's own block is kept. Without ``fill`` returns the
-    number of entries; with it, writes the CSC arrays (sorted indices).
-    """
-    K = codes.shape[0]
-    Q = boff[K]
-    marker = np.full(Q, -1, dtype=np.int64)
-    blist = np.empty(Q, dtype=np.int64)
-    pos = np.empty(Q, dtype=np.int64)
-    e = 0
-    for B in range(Q):
-        k = bterm[B]
-        nb_ = 1
-        marker[B] = B
-        blist[0] = B
-        for x in range(ptr[B], ptr[B + 1]):
-            r = rows[x]
-            for k2 in range(K):
-                if active[k2, r]:
-                    B2 = boff[k2] + codes[k2, r]
-                    if marker[B2] != B:
+@nb.njit(cache=True, parallel=True)
+def _block_rows(blk, bsize, ptr, rows, nchunks):
+    """Rows of Z'Z in each column of block B: Σ of the sizes of the blocks B meets, itself included."""
+    Q = len(ptr) - 1
+    counts = np.empty(Q, dtype=np.int64)
+    for chunk in nb.prange(nchunks):
+        marker = np.full(Q, -1, dtype=np.int64)
+        for B in range(chunk, Q, nchunks):
+            marker[B] = B
+            cnt = bsize[B]
+            for x in range(ptr[B], ptr[B + 1]):
+                r = rows[x]
+                for k2 in range(blk.shape[1]):
+                    B2 = blk[r, k2]
+                    if B2 >= 0 and marker[B2] != B:
                         marker[B2] = B
-                        blist[nb_] = B2
-                        nb_ += 1
-        blocks = np.sort(blist[:nb_])
-        nrows = 0
-        for t in range(nb_):
-            pos[blocks[t]] = nrows
-            nrows += p[bterm[blocks[t]]]
-        if fill:
-            c0 = coff[k] + (B - boff[k]) * p[k]
-            for j in range(p[k]):
-                colptr[c0 + j] = e + j * nrows
-                for t in range(nb_):
-                    B2 = blocks[t]
-                    k2 = bterm[B2]
-                    for i in range(p[k2]):
-                        indices[e + j * nrows + pos[B2] + i] = coff[k2] + (B2 - boff[k2]) * p[k2] + i
+                        cnt += bsize[B2]
+            counts[B] = cnt
+    return counts
+
+
+@nb.njit(cache=True, parallel=True)
+def _block_fill(blk, X, xoff, bsize, bterm, bcol, bstart, counts, ptr, rows, nchunks, indices, data):
+    """Indices (sorted) and values of every block column of Z'Z (Gustavson's product, a marker per block).
+
+    Column j of block B holds ``counts[B]`` rows from ``bstart[B] + j counts[B]``.
+    """
+    Q = len(ptr) - 1
+    K = blk.shape[1]
+    for chunk in nb.prange(nchunks):
+        marker = np.full(Q, -1, dtype=np.int64)
+        pos = np.empty(Q, dtype=np.int64)
+        blist = np.empty(Q, dtype=np.int64)
+        for B in range(chunk, Q, nchunks):
+            marker[B] = B
+            blist[0] = B
+            nb_ = 1
             for x in range(ptr[B], ptr[B + 1]):
                 r = rows[x]
                 for k2 in range(K):
-                    if active[k2, r]:
-                        B2 = boff[k2] + codes[k2, r]
-                        for j in range(p[k]):
-                            v = X[r, xoff[k] + j]
-                            at = e + j * nrows + pos[B2]
-                            for i in range(p[k2]):
-                                data[at + i] += v * X[r, xoff[k2] + i]
-        e += p[k] * nrows
-    if fill:
-        colptr[len(colptr) - 1] = e
-    return e
+                    B2 = blk[r, k2]
+                    if B2 >= 0 and marker[B2] != B:
+                        marker[B2] = B
+                        blist[nb_] = B2
+                        nb_ += 1
+            blocks = np.sort(blist[:nb_])
+            nrows, p = counts[B], bsize[B]
+            at = 0
+            for t in range(nb_):
+                B2 = blocks[t]
+                pos[B2] = at
+                for j in range(p):
+                    for i in range(bsize[B2]):
+                        indices[bstart[B] + j * nrows + at + i] = bcol[B2] + i
+                at += bsize[B2]
+            for j in range(p * nrows):
+                data[bstart[B] + j] = 0.0
+            x0 = xoff[bterm[B]]
+            for x in range(ptr[B], ptr[B + 1]):
+                r = rows[x]
+                for k2 in range(K):
+                    B2 = blk[r, k2]
+                    if B2 >= 0:
+                        for j in range(p):
+                            v = X[r, x0 + j]
+                            o = bstart[B] + j * nrows + pos[B2]
+                            for i in range(bsize[B2]):
+                                data[o + i] += v * X[r, xoff[k2] + i]
 
 
 @nb.njit(cache=True)
-def _ztv(codes, X, xoff, p, coff, V, out):
+def _ztv(blk, X, xoff, bsize, bcol, V, out):
     """out = Z'V (q × m) for the n × m matrix V."""
-    K, n = codes.shape
+    n, K = blk.shape
     for r in range(n):
         for k in range(K):
-            c0 = coff[k] + codes[k, r] * p[k]
-            for j in range(p[k]):
-                v = X[r, xoff[k] + j]
-                if v != 0.0:
+            B = blk[r, k]
+            if B >= 0:
+                for j in range(bsize[B]):
+                    v = X[r, xoff[k] + j]
                     for s in range(V.shape[1]):
-                        out[c0 + j, s] += v * V[r, s]
+                        out[bcol[B] + j, s] += v * V[r, s]
 
 
 def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
@@ -155,28 +167,36 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     gamma = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
     y = y - X @ gamma
     terms: list[ReTerm] = layout.terms
-    codes = np.ascontiguousarray(np.vstack([t.codes for t in terms]).astype(np.int64))
+    codes = np.ascontiguousarray(np.column_stack([t.codes for t in terms]).astype(np.int64))
     Xz = np.ascontiguousarray(np.hstack([t.X for t in terms]), dtype=float)
     xoff = np.concatenate([[0], np.cumsum(layout.p)]).astype(np.int64)
-    # a row links nothing where the term's columns are all zero
-    active = np.ascontiguousarray(np.vstack([np.any(t.X != 0, axis=1) for t in terms]))
+    # block of each row in each term (blocks numbered term by term), -1 where the row's term
+    # columns are all zero: such a row links nothing
     boff = np.concatenate([[0], np.cumsum(layout.nlevels)]).astype(np.int64)
+    active = np.column_stack([np.any(t.X != 0, axis=1) for t in terms])
+    blk = np.ascontiguousarray(np.where(active, codes + boff[:-1], -1))
     bterm = np.repeat(np.arange(len(terms)), layout.nlevels).astype(np.int64)
-    ptr, rows = _rows_by_block(codes, active, boff)
-    args = (codes, active, Xz, xoff, layout.p, boff, layout.col_offset, bterm, ptr, rows)
-    empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
-    nnz = _ztz_pass(*args, False, empty_i, empty_i, empty_f)
-    colptr = np.empty(layout.q + 1, dtype=np.int64)
-    indices = np.empty(nnz, dtype=np.int64)
-    data = np.zeros(nnz)
-    _ztz_pass(*args, True, colptr, indices, data)
+    bsize = layout.p[bterm]
+    bcol = np.concatenate([layout.col_offset[k] + np.arange(t.nlevels) * t.p for k, t in enumerate(terms)])
+    ptr, rows = _rows_by_block(blk, int(boff[-1]))
+    nchunks = 8 * nb.get_num_threads()
+    counts = _block_rows(blk, bsize, ptr, rows, nchunks)
+    sizes = bsize * counts
+    bstart = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    nnz = int(bstart[-1])
     if nnz > np.iinfo(np.int32).max:
         raise ValueError(f"Z'Z has {nnz:,} entries: more than 32-bit indices hold")
-    ZtZ = sp.csc_matrix((data, indices.astype(np.int32), colptr.astype(np.int32)), shape=(layout.q, layout.q))
+    indices = np.empty(nnz, dtype=np.int32)
+    data = np.empty(nnz)
+    _block_fill(blk, Xz, xoff, bsize, bterm, bcol.astype(np.int64), bstart, counts, ptr, rows, nchunks, indices,
+                data)
+    colptr = np.concatenate([(bstart[:-1, None] + np.arange(bsize.max())[None, :] * counts[:, None])[
+        np.arange(bsize.max())[None, :] < bsize[:, None]], [nnz]])
+    ZtZ = sp.csc_matrix((data, indices, colptr.astype(np.int32)), shape=(layout.q, layout.q))
     ZtZ.has_sorted_indices = True
     V = np.column_stack([X, y])
     ZtV = np.zeros((layout.q, V.shape[1]))
-    _ztv(codes, Xz, xoff, layout.p, layout.col_offset, np.ascontiguousarray(V, dtype=float), ZtV)
+    _ztv(blk, Xz, xoff, bsize, bcol.astype(np.int64), np.ascontiguousarray(V, dtype=float), ZtV)
     return Crossprod(
         ZtZ=ZtZ,
         ZtX=ZtV[:, :-1].copy(),

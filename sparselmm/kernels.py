@@ -594,6 +594,33 @@ def column_counts(indptr, indices, parent, limit):
 # serial. Indices are int32: a third less memory traffic in those passes.
 
 
+@nb.njit(cache=True, parallel=True)
+def schur_column_counts(indptr, indices, q1, columns):
+    """Structural nonzeros on and below the diagonal in the given columns of S (see ``blocked.schur_density``).
+
+    ``indptr, indices``: the full symmetric pattern of Z'Z (CSC, sorted).
+    Column j of S (row q1 + j of Z'Z) meets the trailing rows of every
+    first-term column c < q1 in its pattern, and its own trailing rows.
+    """
+    m = len(indptr) - 1 - q1
+    out = np.zeros(len(columns), dtype=np.int64)
+    for t in nb.prange(len(columns)):
+        j = q1 + columns[t]
+        mark = np.zeros(m, dtype=np.bool_)
+        for x in range(indptr[j], indptr[j + 1]):
+            c = indices[x]
+            if c >= q1:
+                mark[c - q1] = True
+            else:
+                for y in range(indptr[c + 1] - 1, indptr[c] - 1, -1):  # sorted: the trailing rows come last
+                    if indices[y] < j:
+                        break
+                    mark[indices[y] - q1] = True
+        mark[j - q1] = True
+        out[t] = mark[j - q1:].sum()
+    return out
+
+
 @nb.njit(cache=True, inline="always")
 def _tail(lptr, c, p1):
     """First position of column c's rows ≥ q1."""

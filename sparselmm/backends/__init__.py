@@ -24,7 +24,7 @@ BACKENDS = ("auto", "dense", "blocked", "sparse")
 #: most BLOCKED_MAX_ORDER rows and is at least BLOCKED_MIN_DENSITY full (or has
 #: at most BLOCKED_SMALL_ORDER rows, where a dense factor costs next to nothing),
 #: and fits in memory.
-BLOCKED_MAX_ORDER, BLOCKED_MIN_DENSITY, BLOCKED_SMALL_ORDER = 6000, 0.2, 500
+BLOCKED_MAX_ORDER, BLOCKED_MIN_DENSITY, BLOCKED_SMALL_ORDER = 6000, 0.1, 500
 
 __all__ = ["BACKENDS", "BlockedBackend", "DenseBackend", "ProfiledBackend", "Solution", "SparseBackend",
            "make_backend"]
