@@ -588,10 +588,10 @@ def column_counts(indptr, indices, parent, limit):
 # rows ≥ q1, the same for every column of the block. rptr/rpos/rcol list L21
 # by rows: row q1 + r is at positions rpos[rptr[r]:rptr[r+1]], of columns rcol.
 #
-# The two passes over pairs of L21's rows (the Schur update and the weighted
-# Gram matrix of the gradient) are bound by memory latency and run in
-# parallel over columns of the output; the per-level kernels are light and
-# serial. Indices are int32: a third less memory traffic in those passes.
+# The pass over pairs of L21's rows (the Schur update, with the weighted Gram
+# matrix of the gradient) is bound by memory latency and runs in parallel
+# over columns of the output; the per-level kernels are light and serial.
+# Indices are int32: a third less memory traffic in that pass.
 
 
 @nb.njit(cache=True, parallel=True)
@@ -683,47 +683,42 @@ def blocked_leading(lptr, lidx, aval, q1, p1, lval):
     return 2.0 * logs.sum()
 
 
-@nb.njit(cache=True)
-def _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, w, out):
-    """out[s, r] −= Σ_c w_c L21[s, c] L21[r, c] for s ≥ r: the columns c of L21 with row q1 + r."""
-    for x in range(rptr[r], rptr[r + 1]):
-        e = rpos[x]
-        v = lval[e] * w[rcol[x]]
-        for f in range(e, lptr[rcol[x] + 1]):
-            out[lidx[f] - q1, r] -= v * lval[f]
-
-
 @nb.njit(cache=True, parallel=True)
-def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, ones, S, nchunks):
-    """S = A22 + I − L21 L21' into the lower triangle of ``S`` (m × m, Fortran order).
+def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, w, S, M, nchunks):
+    """S = A22 + I − L21 L21' and, if M has rows, M = Σ_c w_c L21[:, c] L21[:, c]', lower triangles.
 
-    Column by column: column r's entries of A22, then, for every column c of
-    L21 with a row q1 + r, L21[s, c] L21[r, c] for the rows s ≥ r of c
-    (contiguous writes into column r). ``ones``: q1 ones. Columns are dealt
-    out in turn over ``nchunks`` chunks run in parallel (the early columns
-    carry more work); each column is written by one thread.
+    Column by column (m × m, Fortran order): column r's entries of A22,
+    then, for every column c of L21 with a row q1 + r, L21[s, c] L21[r, c]
+    for the rows s ≥ r of c (contiguous writes into column r). The weighted
+    Gram matrix M, which the gradient needs (see
+    ``BlockedBackend._level_block_sums``), costs little more in the same
+    pass. Columns are dealt out in turn over ``nchunks`` chunks run in
+    parallel (the early columns carry more work); one thread writes each.
     """
     m = S.shape[0]
+    gram = M.shape[0] > 0
     for chunk in nb.prange(nchunks):
         for r in range(chunk, m, nchunks):
             for s in range(r, m):
                 S[s, r] = 0.0
             S[r, r] = 1.0
+            if gram:
+                for s in range(r, m):
+                    M[s, r] = 0.0
             for k in range(lptr[q1 + r], lptr[q1 + r + 1]):
                 S[lidx[k] - q1, r] += aval[k]
-            _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, ones, S)
-
-
-@nb.njit(cache=True, parallel=True)
-def blocked_weighted_gram(lptr, lidx, lval, q1, rptr, rpos, rcol, w, M, nchunks):
-    """M = Σ_c w_c L21[:, c] L21[:, c]' into the lower triangle of ``M`` (as :func:`blocked_schur`)."""
-    m = M.shape[0]
-    neg = -w
-    for chunk in nb.prange(nchunks):
-        for r in range(chunk, m, nchunks):
-            for s in range(r, m):
-                M[s, r] = 0.0
-            _gram_column(r, lptr, lidx, lval, q1, rptr, rpos, rcol, neg, M)
+            for x in range(rptr[r], rptr[r + 1]):
+                e = rpos[x]
+                v = lval[e]
+                if gram:
+                    vw = v * w[rcol[x]]
+                    for f in range(e, lptr[rcol[x] + 1]):
+                        row = lidx[f] - q1
+                        S[row, r] -= v * lval[f]
+                        M[row, r] += vw * lval[f]
+                else:
+                    for f in range(e, lptr[rcol[x] + 1]):
+                        S[lidx[f] - q1, r] -= v * lval[f]
 
 
 @nb.njit(cache=True)
@@ -856,7 +851,7 @@ def _serial_twin(kernel):
 
 
 _SERIAL = {k: _serial_twin(k) for k in (takahashi, dense_factor, dense_back_solve, dense_inverse, dense_gradient,
-                                        blocked_schur, blocked_weighted_gram)}
+                                        blocked_schur)}
 
 
 def serial(kernel):

@@ -117,23 +117,23 @@ class BlockedBackend(ProfiledBackend):
         self._zval = np.empty(len(lidx))
         self._work = np.empty((q1 // p1, p1, p1))
         self._rhs = np.column_stack([cp.ZtX, cp.Zty])
-        self._ones = np.ones(q1)
         ntail = np.diff(self._lptr[:q1 + 1]) - (p1 - np.arange(q1) % p1)
         pairs = float((ntail.astype(float) ** 2).sum()) / 2
         parallel = pairs >= PARALLEL_MIN_PAIRS
         self._nchunks = 8 * nb.get_num_threads() if parallel else 1
-        self._schur, self._gram = kernels.blocked_schur, kernels.blocked_weighted_gram
-        if not parallel:  # and no thread pool started, to spin against LAPACK's
-            self._schur, self._gram = kernels.serial(self._schur), kernels.serial(self._gram)
-        self._M = None  # for level_block_sums, allocated on first use
+        # no thread pool started below the threshold, to spin against LAPACK's
+        self._schur = kernels.blocked_schur if parallel else kernels.serial(kernels.blocked_schur)
+        # the weighted Gram matrix of the gradient (scalar first term), made with S
+        self._M = np.empty((m, m) if p1 == 1 else (0, 0), order="F")
         self._z22_theta = self._inverse_theta = None
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
         lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
         logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
-        self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol,
-                              self._ones, self._S, self._nchunks)
+        w = 1.0 / self._lval[lptr[:q1]] ** 2 if p1 == 1 else np.zeros(0)  # 1 / L11², for M
+        self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol, w, self._S,
+                    self._M, self._nchunks)
         cholesky(self._S, lower=True)
         logdet += 2.0 * np.log(np.diagonal(self._S)).sum()
         self._z22_theta = self._inverse_theta = None
@@ -197,20 +197,16 @@ class BlockedBackend(ProfiledBackend):
 
             Σ_i A⁻¹_ii = Σ_i (1 + l_i'S⁻¹l_i) / d_i² = Σ_i 1/d_i² + ⟨S⁻¹, Σ_i l_i l_i'/d_i²⟩,
 
-        one more pass like the Schur update's and an inner product of two
-        m × m matrices, in place of :func:`kernels.blocked_inverse`'s
-        per-level products (twice the memory traffic). The other terms read
-        their blocks of S⁻¹.
+        with M = Σ_i l_i l_i'/d_i² formed with S (:func:`kernels.blocked_schur`)
+        and an inner product of two m × m matrices, in place of
+        :func:`kernels.blocked_inverse`'s per-level products. The other terms
+        read their blocks of S⁻¹.
         """
         if self._p1 != 1:
             return super()._level_block_sums(theta)
         Z22 = self._inverse_S(theta)
         q1, lptr, lidx = self._q1, self._lptr, self._lidx
-        if self._M is None:
-            self._M = np.empty_like(self._Z22)
         w = 1.0 / self._lval[lptr[:q1]] ** 2
-        self._gram(lptr, lidx, self._lval, q1, self._rptr, self._rpos, self._rcol, w, self._M,
-                                      self._nchunks)
         first = np.array([[w.sum() + kernels.lower_inner(Z22, self._M)]])
 
         def gather(rows, cols):  # only entries of S⁻¹ are asked for
