@@ -125,8 +125,10 @@ def _complete_rows(data: pd.DataFrame, columns: list[str], missing: str) -> pd.D
 def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Integer codes over the levels that occur, in sorted (or category) order."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        column = column.cat.remove_unused_categories()
-        return column.cat.codes.to_numpy().astype(np.int64), pd.Index(column.cat.categories)
+        codes = column.cat.codes.to_numpy().astype(np.int64)  # no missing values here: -1 never occurs
+        used = np.bincount(codes, minlength=len(column.cat.categories)) > 0
+        new = np.cumsum(used) - 1  # the occurring categories renumbered in order (O(n), no sort)
+        return new[codes], pd.Index(column.cat.categories[used])
     codes, levels = pd.factorize(column, sort=True)
     return codes.astype(np.int64), pd.Index(levels)
 
