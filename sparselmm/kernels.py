@@ -191,48 +191,52 @@ def selected_gather(rows, cols, j0, Z22, indptr, indices, zval, out):
 #
 # Group g owns the local columns gptr[g]:gptr[g+1] of Z (reordered so that
 # groups are contiguous); its dense blocks Z_g'Z_g are packed row-major at
-# zoff[g]. Column j belongs to term lterm[j] as component lcomp[j] of a level
-# block, so Λ_g[i, j] = T_k[lcomp[i], lcomp[j]] when i and j are in the same
-# level block, 0 otherwise.
-
-
-@nb.njit(cache=True, inline="always")
-def _lam(i, j, lo, lterm, lcomp, tflat, toff, p):
-    """Entry (i, j) of Λ_g; ``lo`` is the group's first local column."""
-    a, b = lcomp[lo + i], lcomp[lo + j]
-    k = lterm[lo + j]
-    if lterm[lo + i] != k or i - a != j - b:
-        return 0.0
-    return tflat[toff[k] + a * p[k] + b]
+# zoff[g], and so are the blocks Λ_g (``lam``, refilled per θ through
+# :func:`dense_lambda_index`). Column j belongs to term lterm[j] as component
+# lcomp[j] of a level block.
 
 
 @nb.njit(cache=True)
-def _group_factor(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, Lbuf, Cbuf):
+def dense_lambda_index(gptr, zoff, lterm, lcomp, toff, p):
+    """Where each entry of every Λ_g comes from: its index in the flat T blocks, or -1 for a zero.
+
+    Packed like the Z_g'Z_g blocks. Λ_g[i, j] = T_k[a, b] when local columns
+    i and j are components a and b of one level block of term k, else 0.
+    """
+    out = np.full(zoff[-1], -1, dtype=np.int64)
+    for g in range(len(gptr) - 1):
+        lo, q = gptr[g], gptr[g + 1] - gptr[g]
+        for i in range(q):
+            for j in range(q):
+                a, b = lcomp[lo + i], lcomp[lo + j]
+                k = lterm[lo + j]
+                if lterm[lo + i] == k and i - a == j - b:
+                    out[zoff[g] + i * q + j] = toff[k] + a * p[k] + b
+    return out
+
+
+@nb.njit(cache=True)
+def _group_factor(g, gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, W):
     """Factor A_g = Λ_g'Z_g'Z_gΛ_g + I into Lbuf and solve L_g C_g = Λ_g'Z_g'[X y] into Cbuf.
 
-    Returns log|A_g|.
+    ``lam`` holds every Λ_g, packed like ``ztz``; ``W`` is workspace. Returns log|A_g|.
     """
     lo, hi = gptr[g], gptr[g + 1]
     q = hi - lo
     z0 = zoff[g]
     ncol = ztxy.shape[1]
-    # ZΛ-side product: W = Z_g'Z_g Λ_g (q × q), then A = Λ_g' W + I
-    W = np.empty((q, q))
+    # W = Z_g'Z_g Λ_g (q × q), then A = Λ_g' W + I
     for i in range(q):
         for j in range(q):
             s = 0.0
             for k in range(q):
-                lkj = _lam(k, j, lo, lterm, lcomp, tflat, toff, p)
-                if lkj != 0.0:
-                    s += ztz[z0 + i * q + k] * lkj
+                s += ztz[z0 + i * q + k] * lam[z0 + k * q + j]
             W[i, j] = s
     for i in range(q):
         for j in range(i + 1):
             s = 1.0 if i == j else 0.0
             for k in range(q):
-                lki = _lam(k, i, lo, lterm, lcomp, tflat, toff, p)
-                if lki != 0.0:
-                    s += lki * W[k, j]
+                s += lam[z0 + k * q + i] * W[k, j]
             Lbuf[z0 + i * q + j] = s
     # in-place lower Cholesky (row-major, lower triangle)
     logdet = 0.0
@@ -253,22 +257,34 @@ def _group_factor(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, Lbuf, 
         for i in range(q):
             s = 0.0
             for k in range(q):
-                lki = _lam(k, i, lo, lterm, lcomp, tflat, toff, p)
-                if lki != 0.0:
-                    s += lki * ztxy[lo + k, c]
+                s += lam[z0 + k * q + i] * ztxy[lo + k, c]
             for k in range(i):
                 s -= Lbuf[z0 + i * q + k] * Cbuf[lo + k, c]
             Cbuf[lo + i, c] = s / Lbuf[z0 + i * q + i]
     return logdet
 
 
+@nb.njit(cache=True)
+def _max_group(gptr):
+    qmax = 0
+    for g in range(len(gptr) - 1):
+        qmax = max(qmax, gptr[g + 1] - gptr[g])
+    return qmax
+
+
 @nb.njit(cache=True, parallel=True)
-def dense_factor(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, Lbuf, Cbuf):
-    """Factor every group into Lbuf, solve for Cbuf; return Σ_g log|A_g|."""
+def dense_factor(gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, nchunks):
+    """Factor every group into Lbuf, solve for Cbuf; return Σ_g log|A_g|.
+
+    Groups are split into ``nchunks`` chunks, each with its own workspace.
+    """
     m = len(gptr) - 1
-    logdets = np.empty(m)
-    for g in nb.prange(m):
-        logdets[g] = _group_factor(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, Lbuf, Cbuf)
+    qmax = _max_group(gptr)
+    logdets = np.zeros(nchunks)
+    for c in nb.prange(nchunks):
+        W = np.empty((qmax, qmax))
+        for g in range(c * m // nchunks, (c + 1) * m // nchunks):
+            logdets[c] += _group_factor(g, gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, W)
     return logdets.sum()
 
 
@@ -324,7 +340,7 @@ def dense_inverse(gptr, zoff, Lbuf, out):
 
 
 @nb.njit(cache=True)
-def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
+def _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
                     Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
     """Add group g's terms of the gradient (see :func:`dense_gradient`); the last seven are workspace."""
     lo, hi = gptr[g], gptr[g + 1]
@@ -341,7 +357,7 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tind
             LtZtX[i, c] = 0.0
     for i in range(q):
         for k in range(q):
-            lki = _lam(k, i, lo, lterm, lcomp, tflat, toff, p)
+            lki = lam[z0 + k * q + i]
             if lki != 0.0:
                 Lu[k] += lki * u[lo + i]
                 for c in range(q):
@@ -359,9 +375,7 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tind
         for c in range(nfe):
             s = 0.0
             for k in range(q):
-                lik = _lam(i, k, lo, lterm, lcomp, tflat, toff, p)
-                if lik != 0.0:
-                    s += lik * MX[k, c]
+                s += lam[z0 + i * q + k] * MX[k, c]
             LMX[i, c] = s
     # θ_j with T_k entry (a, b): Λ_j = Σ_levels e_{c(a)} e_{c(b)}'
     for jb in range(q):
@@ -393,7 +407,7 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tind
 
 
 @nb.njit(cache=True, parallel=True)
-def dense_gradient(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u, ntheta, nchunks):
+def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, ntheta, nchunks):
     """Per-θ sums over groups of the three gradient pieces (DESIGN.md §4).
 
     For θ_j with Λ_j = ∂Λ/∂θ_j, summed over groups:
@@ -408,9 +422,7 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, 
     """
     m = len(gptr) - 1
     nfe = len(beta)
-    qmax = 0
-    for g in range(m):
-        qmax = max(qmax, gptr[g + 1] - gptr[g])
+    qmax = _max_group(gptr)
     gtr = np.zeros((nchunks, ntheta))
     gr2 = np.zeros((nchunks, ntheta))
     gD = np.zeros((nchunks, ntheta, nfe, nfe))
@@ -423,7 +435,7 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, 
         LMX = np.empty((qmax, nfe))
         Lu = np.empty(qmax)
         for g in range(c * m // nchunks, (c + 1) * m // nchunks):
-            _group_gradient(g, gptr, zoff, ztz, ztxy, lterm, lcomp, tflat, toff, p, tindex, Lbuf, beta, u,
+            _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u,
                             gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
     return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0)
 

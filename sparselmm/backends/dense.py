@@ -101,6 +101,9 @@ class DenseBackend(ProfiledBackend):
         self._L = np.zeros(self._zoff[-1])
         self._C = np.zeros_like(self._ztxy)
         self._toff = layout.tindex[1]
+        self._lam_index = kernels.dense_lambda_index(self._gptr, self._zoff, self._lterm, self._lcomp, self._toff,
+                                                     layout.p)
+        self._nchunks = 4 * nb.get_num_threads()
 
     @property
     def ngroups(self) -> int:
@@ -110,13 +113,15 @@ class DenseBackend(ProfiledBackend):
         """The kernel, or its serial twin for few groups (``kernels.pick``)."""
         return kernels.pick(kernel, self.ngroups)
 
-    def _tflat(self, theta):
-        return np.concatenate([T.ravel() for T in self.layout.T(theta)])
+    def _lambda(self, theta):
+        """Every Λ_g at θ, packed like the Z_g'Z_g blocks."""
+        tflat = np.concatenate([T.ravel() for T in self.layout.T(theta)])
+        return np.where(self._lam_index >= 0, tflat[np.maximum(self._lam_index, 0)], 0.0)
 
     def _factor(self, theta):
         factor = self._kernel(kernels.dense_factor)
-        logdet = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lterm, self._lcomp,
-                        self._tflat(theta), self._toff, self.layout.p, self._L, self._C)
+        logdet = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lambda(theta), self._L, self._C,
+                        self._nchunks)
         return logdet, self._C
 
     def _back_solve(self, v):
@@ -130,9 +135,9 @@ class DenseBackend(ProfiledBackend):
         """The gradient sums from the per-group Numba kernel (``kernels.dense_gradient``)."""
         self._update(theta)
         return self._kernel(kernels.dense_gradient)(
-            self._gptr, self._zoff, self._ztz, self._ztxy, self._lterm, self._lcomp, self._tflat(theta),
+            self._gptr, self._zoff, self._ztz, self._ztxy, self._lambda(theta), self._lterm, self._lcomp,
             self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
-            self.layout.ntheta, 4 * nb.get_num_threads())
+            self.layout.ntheta, self._nchunks)
 
     def inverse_gather(self, theta: np.ndarray):
         self._update(theta)
