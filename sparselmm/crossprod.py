@@ -12,7 +12,7 @@ zeros if need be), so the pattern of Λ'Z'ZΛ never changes with θ; every
 level's diagonal block is stored whole, even when its rows are all zero.
 
 The response enters through its least-squares residual e = y − Xγ (γ the OLS
-coefficients, kept as ``beta_shift``): the objective is unchanged (r² is
+coefficients from the normal equations, kept as ``beta_shift``): the objective is unchanged (r² is
 invariant to y → y − Xγ) and β̂ = β̂_e + γ, but the Schur complement
 e'e − c_e'c_e no longer subtracts two numbers as large as y'y, which would
 cost digits whenever the mean of y is large against its spread.
@@ -164,7 +164,10 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     y : ndarray, shape (n,)
         Response (entered as its residual from least squares on X).
     """
-    gamma = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
+    # γ from the normal equations: any γ near the least-squares one centres y (the objective does
+    # not depend on γ), and X'X is needed anyway
+    XtX = X.T @ X
+    gamma = np.linalg.lstsq(XtX, X.T @ y, rcond=None)[0] if X.shape[1] else np.zeros(0)
     y = y - X @ gamma
     terms: list[ReTerm] = layout.terms
     codes = np.ascontiguousarray(np.column_stack([t.codes for t in terms]).astype(np.int64))
@@ -201,7 +204,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
         ZtZ=ZtZ,
         ZtX=ZtV[:, :-1].copy(),
         Zty=ZtV[:, -1].copy(),
-        XtX=X.T @ X,
+        XtX=XtX,
         Xty=X.T @ y,
         yty=float(y @ y),
         n=len(y),
