@@ -210,8 +210,9 @@ def bfgs(f, grad, x, lower, maxiter):
     at each step. Variables at their bound with the gradient pushing outwards
     are held; the others take d = −H g, projected onto the bounds, the full
     step first, then backtracked until the Armijo condition holds. Converges
-    when a step reduces f by at most FTOL relative or the projected gradient
-    is below GTOL.
+    when a step reduces f by at most FTOL relative, or the quadratic model
+    predicts no more (−g'd/2, before the step is taken), or the projected
+    gradient is below GTOL.
     """
     x = np.maximum(np.asarray(x, dtype=float), lower)
     fx, g = f(x), grad(x)
@@ -229,6 +230,9 @@ def bfgs(f, grad, x, lower, maxiter):
         if not g @ d < 0:  # not a descent direction: restart from the Newton step
             H = np.linalg.inv(difference_hessian(grad, x, g))
             d = np.where(held, 0.0, -(H @ np.where(held, 0.0, g)))
+        if -(g @ d) / 2 <= FTOL * max(abs(fx), 1.0):  # the quadratic model's decrease is already below FTOL
+            message, success = "predicted reduction of f below FTOL", True
+            break
         alpha, accepted = 1.0, False
         for _ in range(40):
             xn = np.maximum(x + alpha * d, lower)
