@@ -602,8 +602,9 @@ def column_counts(indptr, indices, parent, limit):
 #
 # The pass over pairs of L21's rows (the Schur update, with the weighted Gram
 # matrix of the gradient) is bound by memory latency and runs in parallel
-# over columns of the output; the per-level kernels are light and serial.
-# Indices are int32: a third less memory traffic in that pass.
+# over columns of the output, as do the triangular solves; the backend
+# takes their serial twins for small problems. Indices are int32: a third
+# less memory traffic in the Schur pass.
 
 
 @nb.njit(cache=True, parallel=True)
@@ -747,11 +748,11 @@ def lower_inner(A, B):
     return total
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def blocked_forward(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, B):
     """B1 ← L11⁻¹ B1, then B2 ← B2 − L21 B1, in place (B: q × k); L22⁻¹ is left to the caller."""
     nl, k = q1 // p1, B.shape[1]
-    for i in range(nl):
+    for i in nb.prange(nl):
         c0 = i * p1
         for j in range(k):
             for a in range(p1):
@@ -760,18 +761,18 @@ def blocked_forward(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, B):
                     v -= lval[lptr[c0 + b] + a - b] * B[c0 + b, j]
                 B[c0 + a, j] = v / lval[lptr[c0 + a]]
     m = B.shape[0] - q1
-    for r in range(m):
+    for r in nb.prange(m):
         for x in range(rptr[r], rptr[r + 1]):
             v = lval[rpos[x]]
             for j in range(k):
                 B[q1 + r, j] -= v * B[rcol[x], j]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def blocked_backward(lptr, lidx, lval, q1, p1, B):
     """B1 ← L11⁻ᵀ (B1 − L21' B2), in place, with B2 already L22⁻ᵀ B2 (B: q × k)."""
     nl, k = q1 // p1, B.shape[1]
-    for i in range(nl):
+    for i in nb.prange(nl):
         c0 = i * p1
         for a in range(p1):
             c = c0 + a
@@ -863,7 +864,7 @@ def _serial_twin(kernel):
 
 
 _SERIAL = {k: _serial_twin(k) for k in (takahashi, dense_factor, dense_back_solve, dense_inverse, dense_gradient,
-                                        blocked_schur)}
+                                        blocked_schur, blocked_forward, blocked_backward)}
 
 
 def serial(kernel):

@@ -57,8 +57,8 @@ def schur_density(layout: Layout, cp: Crossprod, columns: int = 512) -> float:
     return float(filled.sum() / (m - sample).sum())
 
 
-#: The Schur and Gram passes run in parallel from this many pairs of rows of
-#: L21 (about 10 ms serially): below it, threads cost more than they save
+#: The Schur pass and the solves run in parallel from this many pairs of rows
+#: of L21 (about 10 ms serially): below it, threads cost more than they save
 #: (InstEval, 1.3e6 pairs: fit 0.48 s serial, 0.56–0.76 s parallel).
 PARALLEL_MIN_PAIRS = 1e7
 
@@ -122,7 +122,9 @@ class BlockedBackend(ProfiledBackend):
         parallel = pairs >= PARALLEL_MIN_PAIRS
         self._nchunks = 8 * nb.get_num_threads() if parallel else 1
         # no thread pool started below the threshold, to spin against LAPACK's
-        self._schur = kernels.blocked_schur if parallel else kernels.serial(kernels.blocked_schur)
+        self._schur, self._fwd, self._bwd = (
+            k if parallel else kernels.serial(k)
+            for k in (kernels.blocked_schur, kernels.blocked_forward, kernels.blocked_backward))
         # the weighted Gram matrix of the gradient (scalar first term), made with S
         self._M = np.empty((m, m) if p1 == 1 else (0, 0), order="F")
         self._z22_theta = self._inverse_theta = None
@@ -141,7 +143,7 @@ class BlockedBackend(ProfiledBackend):
 
     def _forward(self, B):
         """L⁻¹ B (B: q × k), overwritten."""
-        kernels.blocked_forward(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rpos,
+        self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rpos,
                                 self._rcol, B)
         q1 = self._q1
         if B.shape[0] > q1:
@@ -156,7 +158,7 @@ class BlockedBackend(ProfiledBackend):
         q1 = self._q1
         if B.shape[0] > q1:
             B[q1:] = solve_triangular(self._S, B[q1:], lower=True, trans="T", check_finite=False)
-        kernels.blocked_backward(self._lptr, self._lidx, self._lval, q1, self._p1, B)
+        self._bwd(self._lptr, self._lidx, self._lval, q1, self._p1, B)
         return B
 
     def _inverse_S(self, theta):
