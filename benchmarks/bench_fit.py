@@ -3,10 +3,10 @@
 73,421 ratings, 2,972 students crossed with 1,128 instructors and 14
 departments: the standard large crossed design (lme4's own benchmark). Each
 sample is one end-to-end :func:`sparselmm.fit` -- model frame, crossproducts,
-CHOLMOD symbolic analysis, the optimizer's objective evaluations and the
-results -- by REML and by ML (``reml`` parameter).
+the backend's setup, the optimizer's evaluations and the results -- by REML
+and by ML (``reml`` parameter).
 
-``time_fit``     wall time of the fit (one sample: a fit takes tens of seconds)
+``time_fit``     wall time of the fit (one sample)
 ``peakmem_fit``  peak resident memory of the process through setup and the fit
 """
 

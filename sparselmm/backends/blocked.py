@@ -75,8 +75,11 @@ class BlockedBackend(ProfiledBackend):
     reml : bool
         REML criterion (True) or ML deviance (False).
     max_memory : float, optional
-        Bytes the dense block may use (twice m² doubles: S's factor and its
-        inverse); by default the available memory.
+        Bytes the dense block may use (three m × m matrices: S's factor, its
+        inverse, the gradient's Gram matrix); by default the available memory.
+    parallel : bool, optional
+        Run the Schur pass and the solves on every core; by default from
+        PARALLEL_MIN_PAIRS pairs of rows of L21.
     """
 
     name = "blocked"
@@ -87,7 +90,8 @@ class BlockedBackend(ProfiledBackend):
         m = layout.q - int(layout.col_offset[1])
         return 3.0 * DENSE_BYTES_PER_ENTRY * m * m
 
-    def __init__(self, layout: Layout, cp: Crossprod, reml: bool = True, max_memory: float | None = None):
+    def __init__(self, layout: Layout, cp: Crossprod, reml: bool = True, max_memory: float | None = None,
+                 parallel: bool | None = None):
         super().__init__(layout, cp, reml)
         q1, p1 = int(layout.col_offset[1]), int(layout.p[0])
         m = layout.q - q1
@@ -119,7 +123,7 @@ class BlockedBackend(ProfiledBackend):
         self._rhs = np.column_stack([cp.ZtX, cp.Zty])
         ntail = np.diff(self._lptr[:q1 + 1]) - (p1 - np.arange(q1) % p1)
         pairs = float((ntail.astype(float) ** 2).sum()) / 2
-        parallel = pairs >= PARALLEL_MIN_PAIRS
+        parallel = pairs >= PARALLEL_MIN_PAIRS if parallel is None else parallel
         self._nchunks = 8 * nb.get_num_threads() if parallel else 1
         # no thread pool started below the threshold, to spin against LAPACK's
         self._schur, self._fwd, self._bwd = (
