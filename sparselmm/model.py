@@ -38,9 +38,11 @@ class LinearMixedModel:
         Fit by REML (default, as lme4) or maximum likelihood.
     missing : {"drop", "raise"}
         What to do with rows that have missing values in a used column.
-    backend : {"auto", "dense", "sparse"}
+    backend : {"auto", "dense", "blocked", "sparse"}
         Solver: dense blocks per group when the terms are nested in one
-        grouping factor, one sparse CHOLMOD factor otherwise ("auto").
+        grouping factor; the first term eliminated in closed form and the
+        rest dense ("blocked") when that rest is dense and moderate (crossed
+        designs); one sparse CHOLMOD factor otherwise ("auto" chooses).
     max_memory : float, optional
         Bytes the solver's factor may take; by default the available memory.
         A larger model raises :class:`~sparselmm.errors.ModelSizeError` after
@@ -95,8 +97,10 @@ class LinearMixedModel:
     def fit(self, method: str = "auto", theta0=None, maxiter: int = 2000) -> LMMResults:
         """Minimize the objective over θ and return the results.
 
-        ``method="auto"``: EM warm start, then L-BFGS-B on the analytic
-        gradient, Powell if that fails (see :mod:`sparselmm.driver`);
+        ``method="auto"``: EM warm start, then projected quasi-Newton on the
+        analytic gradient (Newton's first step, from a Hessian by differences
+        of the gradient; BFGS after), Powell if that fails (see
+        :mod:`sparselmm.driver`);
         ``maxiter`` bounds each phase. A fit that does not converge warns
         (:class:`~sparselmm.errors.ConvergenceWarning`) and says so in
         ``converged`` and ``message``.
@@ -127,12 +131,12 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
         The data; never modified.
     reml : bool
         REML (default) or maximum likelihood.
-    method : {"auto", "lbfgs", "powell", "nelder-mead"}
+    method : {"auto", "bfgs", "lbfgs", "powell", "nelder-mead"}
         Optimizer (see :meth:`LinearMixedModel.fit`).
     missing : {"drop", "raise"}
         Rows with missing values in used columns are dropped with a warning,
         or raise.
-    backend : {"auto", "dense", "sparse"}
+    backend : {"auto", "dense", "blocked", "sparse"}
         Solver (see :class:`LinearMixedModel`).
     max_memory : float, optional
         Bytes the factor may take (see :class:`LinearMixedModel`).

@@ -148,3 +148,20 @@ def test_blocked_parallel_and_serial_kernels_agree():
         assert parallel.objective(theta) == pytest.approx(serial.objective(theta), rel=1e-13)
         np.testing.assert_allclose(parallel.gradient(theta), serial.gradient(theta), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(parallel.solution(theta).u, serial.solution(theta).u, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["dense", "sparse", "blocked"])
+def test_inverse_columns_against_dense_inverse(backend):
+    rng = np.random.default_rng(2)
+    n = 400
+    data = pd.DataFrame({"g": rng.integers(0, 30, n).astype(str), "b": rng.integers(0, 6, n).astype(str),
+                         "x": rng.normal(size=n)})
+    data["y"] = rng.normal(size=n)
+    formula = "y ~ x + (1 + x|g)" if backend == "dense" else "y ~ x + (1 + x|g) + (1|b)"
+    model = sparselmm.LinearMixedModel(formula, data, backend=backend)
+    theta = np.linspace(0.3, 0.9, model.layout.ntheta)
+    Lam = model.layout.lambda_matrix(theta).toarray()
+    A = Lam.T @ model.crossprod.ZtZ.toarray() @ Lam + np.eye(model.layout.q)
+    cols = np.array([0, 3, model.layout.q - 1])
+    np.testing.assert_allclose(model.backend.inverse_columns(theta, cols), np.linalg.inv(A)[:, cols],
+                               rtol=1e-10, atol=1e-12)

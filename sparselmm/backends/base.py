@@ -258,6 +258,10 @@ class ProfiledBackend:
                     tr[j] = Kj.data @ gather(cb[Kj.col], Kj.row)
         return tr
 
+    def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Whole columns ``cols`` of A(θ)⁻¹ (q × len(cols), dense): L'⁻¹ L⁻¹ E."""
+        raise NotImplementedError
+
     def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹.
 

@@ -165,6 +165,12 @@ class BlockedBackend(ProfiledBackend):
         self._bwd(self._lptr, self._lidx, self._lval, q1, self._p1, B)
         return B
 
+    def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        self._update(theta)
+        E = np.zeros((self.layout.q, len(cols)))
+        E[cols, np.arange(len(cols))] = 1.0
+        return self._back_solve(self._forward(E))
+
     def _inverse_S(self, theta):
         """Z22 = S⁻¹ (lower triangle) at θ, by ``dpotri``; once per θ."""
         self._update(theta)

@@ -139,6 +139,16 @@ class DenseBackend(ProfiledBackend):
             self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
             self.layout.ntheta, self._nchunks)
 
+    def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Columns of A⁻¹: nonzero only on the rows of each column's own group."""
+        gather = self.inverse_gather(theta)
+        out = np.zeros((self.layout.q, len(cols)))
+        for j, c in enumerate(cols):
+            g = np.searchsorted(self._gptr, self._loc[c], side="right") - 1
+            rows = self._order[self._gptr[g]:self._gptr[g + 1]]
+            out[rows, j] = gather(rows, np.full(len(rows), c))
+        return out
+
     def inverse_gather(self, theta: np.ndarray):
         self._update(theta)
         inv = np.empty_like(self._L)

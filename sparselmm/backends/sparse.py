@@ -152,6 +152,12 @@ class SparseBackend(ProfiledBackend):
     def _back_solve(self, v):
         return self.factor.apply_Pt(self.factor.solve_Lt(v, False))
 
+    def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        self._update(theta)
+        q = self.layout.q
+        E = sp.csc_matrix((np.ones(len(cols)), (cols, np.arange(len(cols)))), shape=(q, len(cols)))
+        return np.asarray(self.factor.solve_A(E).todense())
+
     def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹.
 

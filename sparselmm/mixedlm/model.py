@@ -102,8 +102,8 @@ class MixedLM:
     missing : {"none", "drop", "raise"}
         Rows with missing values: keep (statsmodels' "none": the results
         are then NaN), drop, or raise.
-    backend : {"auto", "dense", "sparse"}
-        sparselmm's solver choice.
+    backend : {"auto", "dense", "blocked", "sparse"}
+        sparselmm's solver choice (see :class:`sparselmm.LinearMixedModel`).
     max_memory : float, optional
         Bytes the solver's factor may take (default: the available memory);
         a larger model raises :class:`~sparselmm.errors.ModelSizeError` when

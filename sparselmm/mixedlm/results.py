@@ -200,18 +200,10 @@ class MixedLMResults:
         theta = self._lmm.theta.to_numpy()
         backend = lmm.backend
         Lam = lmm.layout.lambda_matrix(theta)
-        gather = backend.inverse_gather(theta) if backend.name == "dense" else None
         out = {}
         for g, (cols, names) in self._group_columns().items():
             cols = np.asarray(cols, dtype=np.int64)
-            if gather is not None:
-                r, c = np.meshgrid(cols, cols, indexing="ij")
-                Ainv = gather(r.ravel(), c.ravel()).reshape(len(cols), len(cols))
-            else:
-                import scipy.sparse as sp
-
-                E = sp.csc_matrix((np.ones(len(cols)), (cols, np.arange(len(cols)))), shape=(lmm.layout.q, len(cols)))
-                Ainv = np.asarray(backend.factor.solve_A(E).todense())[cols]
+            Ainv = backend.inverse_columns(theta, cols)[cols]
             Lg = Lam[cols][:, cols].toarray()
             out[g] = pd.DataFrame(self.scale * Lg @ Ainv @ Lg.T, index=names, columns=names)
         return out
