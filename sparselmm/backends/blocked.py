@@ -13,9 +13,12 @@ update costs Σ_i |L21 block i|² multiply-adds in a Numba kernel, the dense
 factor m³/3, against CHOLMOD's many tiny supernodal updates on the same
 structure (InstEval: 37 ms a CHOLMOD factorization, ~14 ms here).
 
-The selected inverse is as direct: S⁻¹ by LAPACK's ``dpotri``, and for each
-level of the first term its block of A⁻¹ and its column of A⁻¹ on L21's rows
-(:func:`kernels.blocked_inverse`).
+The gradient and the EM step need only Σ_l A⁻¹_ll per term: S⁻¹ by
+LAPACK's ``dpotri`` gives the trailing terms' blocks, and for a scalar first
+term one inner product with a weighted Gram matrix formed in the same Schur
+pass gives its sum (:meth:`BlockedBackend._level_block_sums`). Each level's
+own block of A⁻¹ (conditional variances; vector first terms) comes from
+:func:`kernels.blocked_inverse`.
 """
 
 from __future__ import annotations
@@ -147,8 +150,7 @@ class BlockedBackend(ProfiledBackend):
 
     def _forward(self, B):
         """L⁻¹ B (B: q × k), overwritten."""
-        self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rpos,
-                                self._rcol, B)
+        self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rpos, self._rcol, B)
         q1 = self._q1
         if B.shape[0] > q1:
             B[q1:] = solve_triangular(self._S, B[q1:], lower=True, check_finite=False)
@@ -192,15 +194,14 @@ class BlockedBackend(ProfiledBackend):
             kernels.blocked_inverse(self._lptr, self._lidx, self._lval, q1, self._p1, self._rptr, self._rpos,
                                     self._rcol, Z22, self._zval, self._work)
             self._inverse_theta = self._theta.copy()
-        lptr, lidx, zval = self._lptr, self._lidx, self._zval
+        return self._gather
 
-        def gather(rows, cols):
-            out = np.empty(len(rows))
-            kernels.selected_gather(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), q1, Z22,
-                                    lptr, lidx, zval, out)
-            return out
-
-        return gather
+    def _gather(self, rows, cols):
+        """Entries of A⁻¹ from S⁻¹ and (first-term columns) the last :func:`kernels.blocked_inverse`."""
+        out = np.empty(len(rows))
+        kernels.selected_gather(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), self._q1,
+                                self._Z22, self._lptr, self._lidx, self._zval, out)
+        return out
 
     def _level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         """Σ_l A⁻¹_ll per term, without A⁻¹'s first q1 columns when the first term is scalar.
@@ -217,14 +218,7 @@ class BlockedBackend(ProfiledBackend):
         if self._p1 != 1:
             return super()._level_block_sums(theta)
         Z22 = self._inverse_S(theta)
-        q1, lptr, lidx = self._q1, self._lptr, self._lidx
-        w = 1.0 / self._lval[lptr[:q1]] ** 2
+        w = 1.0 / self._lval[self._lptr[:self._q1]] ** 2
         first = np.array([[w.sum() + kernels.lower_inner(Z22, self._M)]])
-
-        def gather(rows, cols):  # only entries of S⁻¹ are asked for
-            out = np.empty(len(rows))
-            kernels.selected_gather(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), q1, Z22,
-                                    lptr, lidx, self._zval, out)
-            return out
-
-        return [first] + [self._level_blocks(gather, k).sum(axis=0) for k in range(1, len(self.layout.terms))]
+        # the other terms' blocks lie in S⁻¹: the gather reads nothing else
+        return [first] + [self._level_blocks(self._gather, k).sum(axis=0) for k in range(1, len(self.layout.terms))]
