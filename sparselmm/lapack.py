@@ -17,13 +17,22 @@ import os
 from contextlib import contextmanager
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpotrf as _scipy_dpotrf
 from scipy.linalg.lapack import dpotri as _scipy_dpotri
 from threadpoolctl import threadpool_limits
 
 
+_INT = ctypes.POINTER(ctypes.c_int)
+_CHAR = ctypes.c_char_p
+#: Fortran signatures: (uplo, n, a, lda, info) and dtrtrs's (uplo, trans, diag, n, nrhs, a, lda, b, ldb, info).
+_SIGNATURES = {"dpotrf_": [_CHAR, _INT, ctypes.c_void_p, _INT, _INT],
+               "dpotri_": [_CHAR, _INT, ctypes.c_void_p, _INT, _INT],
+               "dtrtrs_": [_CHAR, _CHAR, _CHAR, _INT, _INT, ctypes.c_void_p, _INT, ctypes.c_void_p, _INT, _INT]}
+
+
 def _load(name: str):
-    """The system LAPACK routine ``name`` (Fortran calling convention: uplo, n, a, lda, info), or None."""
+    """The system LAPACK routine ``name``, or None."""
     for lib in ("liblapack.so.3", ctypes.util.find_library("lapack")):
         if not lib:
             continue
@@ -31,14 +40,13 @@ def _load(name: str):
             fn = getattr(ctypes.CDLL(lib), name)
         except (OSError, AttributeError):
             continue
-        fn.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
-                       ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+        fn.argtypes = _SIGNATURES[name]
         fn.restype = None
         return fn
     return None
 
 
-_SYSTEM = {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_")}
+_SYSTEM = {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_"), "dtrtrs": _load("dtrtrs_")}
 
 
 def _thread_control():
@@ -127,3 +135,22 @@ def cholesky_inverse(a: np.ndarray, lower: bool = True) -> np.ndarray:
     _in_place("dpotri", a, lower)
     return a
 
+
+def triangular_solve(a: np.ndarray, b: np.ndarray, lower: bool = True, trans: bool = False) -> np.ndarray:
+    """a⁻¹ b (or a'⁻¹ b) for triangular ``a`` (Fortran-ordered float64), by the system's ``dtrtrs``.
+
+    The same library as :func:`cholesky`, so a fit's dense algebra uses one
+    BLAS thread pool; scipy's where the system library cannot be found.
+    Returns a new array.
+    """
+    fn = _SYSTEM["dtrtrs"]
+    if fn is None or not a.flags.f_contiguous or a.shape[0] == 0:
+        return solve_triangular(a, b, lower=lower, trans="T" if trans else "N", check_finite=False)
+    x = np.array(b, dtype=np.float64, order="F", ndmin=2 if b.ndim == 2 else 1)
+    n, nrhs = ctypes.c_int(a.shape[0]), ctypes.c_int(1 if x.ndim == 1 else x.shape[1])
+    info = ctypes.c_int(0)
+    fn(b"L" if lower else b"U", b"T" if trans else b"N", b"N", ctypes.byref(n), ctypes.byref(nrhs), a.ctypes.data,
+       ctypes.byref(n), x.ctypes.data, ctypes.byref(n), ctypes.byref(info))
+    if info.value:
+        raise np.linalg.LinAlgError(f"dtrtrs failed with info={info.value}")
+    return x

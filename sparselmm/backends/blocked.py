@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
-from ..lapack import cholesky, cholesky_inverse
+from ..lapack import cholesky, cholesky_inverse, triangular_solve
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
 
@@ -153,7 +152,7 @@ class BlockedBackend(ProfiledBackend):
         self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rpos, self._rcol, B)
         q1 = self._q1
         if B.shape[0] > q1:
-            B[q1:] = solve_triangular(self._S, B[q1:], lower=True, check_finite=False)
+            B[q1:] = triangular_solve(self._S, B[q1:], lower=True)
         return B
 
     def _back_solve(self, v):
@@ -163,7 +162,7 @@ class BlockedBackend(ProfiledBackend):
             return self._back_solve(B[:, None])[:, 0]
         q1 = self._q1
         if B.shape[0] > q1:
-            B[q1:] = solve_triangular(self._S, B[q1:], lower=True, trans="T", check_finite=False)
+            B[q1:] = triangular_solve(self._S, B[q1:], lower=True, trans=True)
         self._bwd(self._lptr, self._lidx, self._lval, q1, self._p1, B)
         return B
 

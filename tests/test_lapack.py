@@ -1,0 +1,31 @@
+"""The system-LAPACK wrappers against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparselmm import lapack
+
+
+@pytest.mark.parametrize("n", [1, 7, 600])  # 600: above ALL_CORES_ORDER, on every core
+def test_cholesky_inverse_and_triangular_solve(n):
+    rng = np.random.default_rng(n)
+    G = rng.normal(size=(n, n))
+    A = G @ G.T + n * np.eye(n)
+    L = lapack.cholesky(np.array(A, order="F"), lower=True)
+    Lt = np.tril(L)
+    np.testing.assert_allclose(Lt @ Lt.T, A, rtol=1e-12, atol=1e-10 * n)
+    inv = lapack.cholesky_inverse(L.copy(order="F"), lower=True)
+    np.testing.assert_allclose(np.tril(inv), np.tril(np.linalg.inv(A)), rtol=1e-9, atol=1e-13)
+    b = rng.normal(size=(n, 3))
+    np.testing.assert_allclose(Lt @ lapack.triangular_solve(L, b, lower=True), b, atol=1e-10)
+    np.testing.assert_allclose(Lt.T @ lapack.triangular_solve(L, b[:, 0], lower=True, trans=True), b[:, 0],
+                               atol=1e-10)
+
+
+def test_not_positive_definite_raises():
+    with pytest.raises(np.linalg.LinAlgError, match="dpotrf"):
+        lapack.cholesky(np.array([[1.0, 2.0], [2.0, 1.0]], order="F"))
+    with pytest.raises(ValueError, match="Fortran"):
+        lapack.cholesky(np.eye(3)[:, ::2].copy(order="C")[:2])
