@@ -11,7 +11,8 @@ nothing of the model.
 1. EM warm start (Lindstrom and Bates 1988): closed-form updates of each Ψ_k
    from the conditional modes and variances. Large steps far from the
    optimum; it stops once its convergence slows (the gain of a step exceeds
-   EM_RATE times the gain of the one before) or a step fails to improve.
+   EM_RATE times the gain of the one before), a step gains less than
+   EM_MIN_GAIN, or a step fails to improve.
 2. Projected quasi-Newton (:func:`bfgs`) on the analytic gradient from the
    best EM point: dim θ is small, so the first step is Newton's, with the
    Hessian from forward differences of the gradient, and a dense inverse
@@ -43,6 +44,10 @@ FTOL, GTOL = 1e-12, 1e-6
 #: (its linear convergence has slowed; the quasi-Newton phase takes over).
 EM_RATE = 0.3
 EM_MAX_STEPS = 10
+#: ... or once a step gains less than this (deviance units): from there the
+#: quasi-Newton phase needs a step or two, EM many (and EM's update, the ML
+#: form, converges to a point off the REML optimum anyway).
+EM_MIN_GAIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,8 @@ def _em(problem: Problem, x: np.ndarray, f, summary: OptSummary) -> np.ndarray:
         value = new_value
         if np.isfinite(gain) and step_gain > EM_RATE * gain:
             break  # EM has slowed to linear convergence with rate > EM_RATE
+        if step_gain < EM_MIN_GAIN:
+            break
         gain = step_gain
     return x
 
