@@ -215,7 +215,7 @@ def dense_lambda_index(gptr, zoff, lterm, lcomp, toff, p):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _group_factor(g, gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, W):
     """Factor A_g = Λ_g'Z_g'Z_gΛ_g + I into Lbuf and solve L_g C_g = Λ_g'Z_g'[X y] into Cbuf.
 
@@ -303,7 +303,7 @@ def dense_back_solve(gptr, zoff, Lbuf, rhs, out):
             out[lo + i] = s / Lbuf[z0 + i * q + i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _group_inverse(Lbuf, z0, q, Linv, Ainv):
     """Ainv[:q, :q] = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ from the packed factor at ``z0``; Linv is workspace."""
     for j in range(q):
@@ -339,7 +339,7 @@ def dense_inverse(gptr, zoff, Lbuf, out):
                 out[z0 + i * q + j] = Ainv[i, j]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
                     Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
     """Add group g's terms of the gradient (see :func:`dense_gradient`); the last seven are workspace."""
