@@ -17,7 +17,7 @@ import numpy as np
 PARALLEL_MIN_WORK = 1000
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _find(indices, start, stop, row):
     """Position of ``row`` in the sorted ``indices[start:stop]`` (or -1)."""
     lo, hi = start, stop
@@ -112,7 +112,7 @@ def lambda_map_apply(ptr, src, t1, t2, theta, data, out):
         out[e] = s
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _zlookup(i, k, j0, Z22, indptr, indices, zval):
     """Entry (i, k) of the selected inverse (symmetric; only lower triangles are read)."""
     if i < k:
