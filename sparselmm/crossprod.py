@@ -48,8 +48,12 @@ class Crossprod:
 
 
 @nb.njit(cache=True)
-def _rows_by_block(blk, nblocks):
-    """The rows of every level block, grouped (a counting sort): ``(ptr, rows)``."""
+def _rows_by_block(blk, X, nblocks):
+    """Every level block's rows, gathered (a counting sort): ``(ptr, gblk, gX)``.
+
+    Rows ``ptr[B]:ptr[B+1]`` of ``gblk`` and ``gX`` are the block ids and model
+    columns of block B's rows, so the passes over a block's rows read in order.
+    """
     n, K = blk.shape
     counts = np.zeros(nblocks + 1, dtype=np.int64)
     for r in range(n):
@@ -57,20 +61,28 @@ def _rows_by_block(blk, nblocks):
             if blk[r, k] >= 0:
                 counts[blk[r, k] + 1] += 1
     ptr = np.cumsum(counts)
-    rows = np.empty(ptr[-1], dtype=np.int64)
+    gblk = np.empty((ptr[-1], K), dtype=blk.dtype)
+    gX = np.empty((ptr[-1], X.shape[1]))
     nxt = ptr[:-1].copy()
     for r in range(n):
         for k in range(K):
             b = blk[r, k]
             if b >= 0:
-                rows[nxt[b]] = r
+                x = nxt[b]
                 nxt[b] += 1
-    return ptr, rows
+                for k2 in range(K):
+                    gblk[x, k2] = blk[r, k2]
+                for j in range(X.shape[1]):
+                    gX[x, j] = X[r, j]
+    return ptr, gblk, gX
 
 
 @nb.njit(cache=True, parallel=True)
-def _block_rows(blk, bsize, ptr, rows, nchunks):
-    """Rows of Z'Z in each column of block B: Σ of the sizes of the blocks B meets, itself included."""
+def _block_rows(gblk, bsize, ptr, nchunks):
+    """Rows of Z'Z in each column of block B: Σ of the sizes of the blocks B meets, itself included.
+
+    ``gblk[ptr[B]:ptr[B+1]]``: the block ids of block B's rows (rows gathered by block).
+    """
     Q = len(ptr) - 1
     counts = np.empty(Q, dtype=np.int64)
     for chunk in nb.prange(nchunks):
@@ -79,9 +91,8 @@ def _block_rows(blk, bsize, ptr, rows, nchunks):
             marker[B] = B
             cnt = bsize[B]
             for x in range(ptr[B], ptr[B + 1]):
-                r = rows[x]
-                for k2 in range(blk.shape[1]):
-                    B2 = blk[r, k2]
+                for k2 in range(gblk.shape[1]):
+                    B2 = gblk[x, k2]
                     if B2 >= 0 and marker[B2] != B:
                         marker[B2] = B
                         cnt += bsize[B2]
@@ -90,13 +101,14 @@ def _block_rows(blk, bsize, ptr, rows, nchunks):
 
 
 @nb.njit(cache=True, parallel=True)
-def _block_fill(blk, X, xoff, bsize, bterm, bcol, bstart, counts, ptr, rows, nchunks, indices, data):
+def _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks, indices, data):
     """Indices (sorted) and values of every block column of Z'Z (Gustavson's product, a marker per block).
 
-    Column j of block B holds ``counts[B]`` rows from ``bstart[B] + j counts[B]``.
+    Column j of block B holds ``counts[B]`` rows from ``bstart[B] + j counts[B]``. ``gblk`` and
+    ``gX``: block ids and model columns of the rows, gathered by block (``ptr``).
     """
     Q = len(ptr) - 1
-    K = blk.shape[1]
+    K = gblk.shape[1]
     for chunk in nb.prange(nchunks):
         marker = np.full(Q, -1, dtype=np.int64)
         pos = np.empty(Q, dtype=np.int64)
@@ -106,9 +118,8 @@ def _block_fill(blk, X, xoff, bsize, bterm, bcol, bstart, counts, ptr, rows, nch
             blist[0] = B
             nb_ = 1
             for x in range(ptr[B], ptr[B + 1]):
-                r = rows[x]
                 for k2 in range(K):
-                    B2 = blk[r, k2]
+                    B2 = gblk[x, k2]
                     if B2 >= 0 and marker[B2] != B:
                         marker[B2] = B
                         blist[nb_] = B2
@@ -127,15 +138,14 @@ def _block_fill(blk, X, xoff, bsize, bterm, bcol, bstart, counts, ptr, rows, nch
                 data[bstart[B] + j] = 0.0
             x0 = xoff[bterm[B]]
             for x in range(ptr[B], ptr[B + 1]):
-                r = rows[x]
                 for k2 in range(K):
-                    B2 = blk[r, k2]
+                    B2 = gblk[x, k2]
                     if B2 >= 0:
                         for j in range(p):
-                            v = X[r, x0 + j]
+                            v = gX[x, x0 + j]
                             o = bstart[B] + j * nrows + pos[B2]
                             for i in range(bsize[B2]):
-                                data[o + i] += v * X[r, xoff[k2] + i]
+                                data[o + i] += v * gX[x, xoff[k2] + i]
 
 
 @nb.njit(cache=True)
@@ -170,20 +180,23 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     gamma = np.linalg.lstsq(XtX, X.T @ y, rcond=None)[0] if X.shape[1] else np.zeros(0)
     y = y - X @ gamma
     terms: list[ReTerm] = layout.terms
-    codes = np.ascontiguousarray(np.column_stack([t.codes for t in terms]).astype(np.int64))
-    Xz = np.ascontiguousarray(np.hstack([t.X for t in terms]), dtype=float)
+    n, K = len(y), len(terms)
     xoff = np.concatenate([[0], np.cumsum(layout.p)]).astype(np.int64)
-    # block of each row in each term (blocks numbered term by term), -1 where the row's term
-    # columns are all zero: such a row links nothing
     boff = np.concatenate([[0], np.cumsum(layout.nlevels)]).astype(np.int64)
-    active = np.column_stack([np.any(t.X != 0, axis=1) for t in terms])
-    blk = np.ascontiguousarray(np.where(active, codes + boff[:-1], -1))
+    # block of each row in each term (blocks numbered term by term), -1 where the row's term
+    # columns are all zero: such a row links nothing; and the terms' model columns side by side
+    blk = np.empty((n, K), dtype=np.int64)
+    Xz = np.empty((n, int(xoff[-1])))
+    for k, t in enumerate(terms):
+        np.add(t.codes, boff[k], out=blk[:, k])
+        blk[~np.any(t.X != 0, axis=1), k] = -1
+        Xz[:, xoff[k]:xoff[k + 1]] = t.X
     bterm = np.repeat(np.arange(len(terms)), layout.nlevels).astype(np.int64)
     bsize = layout.p[bterm]
     bcol = np.concatenate([layout.col_offset[k] + np.arange(t.nlevels) * t.p for k, t in enumerate(terms)])
-    ptr, rows = _rows_by_block(blk, int(boff[-1]))
+    ptr, gblk, gX = _rows_by_block(blk, Xz, int(boff[-1]))
     nchunks = 8 * nb.get_num_threads()
-    counts = _block_rows(blk, bsize, ptr, rows, nchunks)
+    counts = _block_rows(gblk, bsize, ptr, nchunks)
     sizes = bsize * counts
     bstart = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     nnz = int(bstart[-1])
@@ -191,15 +204,16 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
         raise ValueError(f"Z'Z has {nnz:,} entries: more than 32-bit indices hold")
     indices = np.empty(nnz, dtype=np.int32)
     data = np.empty(nnz)
-    _block_fill(blk, Xz, xoff, bsize, bterm, bcol.astype(np.int64), bstart, counts, ptr, rows, nchunks, indices,
-                data)
+    _block_fill(gblk, gX, xoff, bsize, bterm, bcol.astype(np.int64), bstart, counts, ptr, nchunks, indices, data)
+    del gblk, gX
     colptr = np.concatenate([(bstart[:-1, None] + np.arange(bsize.max())[None, :] * counts[:, None])[
         np.arange(bsize.max())[None, :] < bsize[:, None]], [nnz]])
     ZtZ = sp.csc_matrix((data, indices, colptr.astype(np.int32)), shape=(layout.q, layout.q))
     ZtZ.has_sorted_indices = True
-    V = np.column_stack([X, y])
+    V = np.empty((n, X.shape[1] + 1))
+    V[:, :-1], V[:, -1] = X, y
     ZtV = np.zeros((layout.q, V.shape[1]))
-    _ztv(blk, Xz, xoff, bsize, bcol.astype(np.int64), np.ascontiguousarray(V, dtype=float), ZtV)
+    _ztv(blk, Xz, xoff, bsize, bcol.astype(np.int64), V, ZtV)
     return Crossprod(
         ZtZ=ZtZ,
         ZtX=ZtV[:, :-1].copy(),
