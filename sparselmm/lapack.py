@@ -20,7 +20,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpotrf as _scipy_dpotrf
 from scipy.linalg.lapack import dpotri as _scipy_dpotri
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 
 _INT = ctypes.POINTER(ctypes.c_int)
@@ -64,27 +64,69 @@ def _thread_control():
 
 _THREADS = _thread_control()
 
-#: Order from which a dense factor or inverse runs on every core even inside
-#: :func:`single_threaded_blas`: one such call is long enough (InstEval's 1142:
-#: dpotri 22 ms on one thread, 11 ms on two) for the pool to pay off.
-ALL_CORES_ORDER = 512
+
+def _system_path() -> str | None:
+    """File of the system OpenBLAS as threadpoolctl names it (the library ``openblas_set_num_threads`` acts on)."""
+    if _THREADS is None:
+        return None
+    for info in threadpool_info():
+        if info["internal_api"] == "openblas" and "scipy_openblas" not in info["filepath"]:
+            return info["filepath"]
+    return None
+
+
+_SYSTEM_PATH = _system_path()
 _SCIPY = {"dpotrf": lambda a, lower: _scipy_dpotrf(a, lower=lower, overwrite_a=1, clean=0),
           "dpotri": lambda a, lower: _scipy_dpotri(a, lower=lower, overwrite_c=1)}
 
 
-@contextmanager
-def single_threaded_blas():
-    """Run every BLAS in the process (numpy's, scipy's, CHOLMOD's) on one thread inside the block.
+def _other_blas() -> dict:
+    """``{prefix: 1}`` for every BLAS in the process but the system's (numpy's and scipy's own OpenBLAS)."""
+    return {info["prefix"]: 1 for info in threadpool_info()
+            if info["user_api"] == "blas" and info["filepath"] != _SYSTEM_PATH}
 
-    A fit alternates CHOLMOD factorizations, Numba kernels and small numpy
-    products; BLAS threads left spinning after each call then compete with
-    the next one for the same cores. Measured on two cores (min of 3 fits):
-    InstEval 2.2 s → 1.6 s, crossed 10⁵ rows 1.7 s → 1.3 s, nested 10⁵ rows
-    0.23 s → 0.07 s, although a lone CHOLMOD factorization is faster with two
-    threads (30 ms against 40 ms).
+
+@contextmanager
+def other_blas_single_threaded():
+    """numpy's and scipy's own BLAS on one thread inside the block.
+
+    Their calls in a model's setup and fit are small (n × p products, p × p
+    factors), and a pool left spinning after one slows the system BLAS's next
+    call: InstEval's first dense factor took 60–100 ms after the model frame's
+    QR instead of 6 ms.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=_other_blas()):
         yield
+
+
+@contextmanager
+def fit_blas_threads(system_threads: int | None = 1):
+    """The BLAS thread policy of a fit: numpy's and scipy's BLAS on one thread, the system's on ``system_threads``.
+
+    A fit alternates factorizations, Numba kernels and small numpy products;
+    BLAS threads left spinning after each call compete with the next one for
+    the same cores. Measured on two cores (min of 3 fits, CHOLMOD backend):
+    InstEval 2.2 s → 1.6 s, crossed 10⁵ rows 1.7 s → 1.3 s, nested 10⁵ rows
+    0.23 s → 0.07 s with every BLAS on one thread. The blocked backend's time
+    is the system LAPACK's dense factor and inverse: it asks for every core
+    (``None``) for the whole fit — switching the count around each call cost
+    more than the threads gave (InstEval's dpotrf: 5.9 ms on two threads,
+    9.3 ms on one, 9.9 ms when switched from one to two before each call).
+    """
+    with other_blas_single_threaded():
+        if _THREADS is None:
+            yield
+            return
+        get, set_ = _THREADS
+        before = get()
+        wanted = system_threads or os.cpu_count() or 1
+        if before != wanted:
+            set_(wanted)
+        try:
+            yield
+        finally:
+            if before != wanted:
+                set_(before)
 
 
 def _in_place(routine: str, a: np.ndarray, lower: bool) -> None:
@@ -93,16 +135,7 @@ def _in_place(routine: str, a: np.ndarray, lower: bool) -> None:
         return
     if not (a.flags.f_contiguous and a.dtype == np.float64):
         raise ValueError(f"{routine} works in place on a Fortran-ordered float64 array")
-    fn = _SYSTEM[routine]
-    if fn is not None and _THREADS is not None and a.shape[0] >= ALL_CORES_ORDER:
-        get, set_ = _THREADS
-        before = get()
-        set_(os.cpu_count() or 1)
-        try:
-            return _in_place_call(fn, routine, a, lower)
-        finally:
-            set_(before)
-    return _in_place_call(fn, routine, a, lower)
+    _in_place_call(_SYSTEM[routine], routine, a, lower)
 
 
 def _in_place_call(fn, routine, a, lower):

@@ -21,7 +21,7 @@ from .design import Layout
 from .driver import Problem, optimize
 from .errors import ConvergenceWarning, SingularFitWarning
 from .frame import ModelFrame, model_frame
-from .lapack import single_threaded_blas
+from .lapack import fit_blas_threads, other_blas_single_threaded
 from .results import LMMResults
 
 
@@ -52,7 +52,9 @@ class LinearMixedModel:
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
                  backend: str = "auto", max_memory: float | None = None):
         start = time.perf_counter()
-        self._setup(formula, model_frame(formula, data, missing=missing), reml, backend, None, max_memory, start)
+        with other_blas_single_threaded():
+            frame = model_frame(formula, data, missing=missing)
+        self._setup(formula, frame, reml, backend, None, max_memory, start)
 
     @classmethod
     def from_frame(cls, frame: ModelFrame, reml: bool = True, backend: str = "auto",
@@ -72,8 +74,9 @@ class LinearMixedModel:
         self.reml = reml
         self.frame = frame
         self.layout = Layout(frame.terms)
-        self.crossprod = crossproducts(self.layout, frame.X, frame.y)
-        self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
+        with other_blas_single_threaded():
+            self.crossprod = crossproducts(self.layout, frame.X, frame.y)
+            self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
         self.setup_seconds = time.perf_counter() - start
 
     @property
@@ -107,7 +110,7 @@ class LinearMixedModel:
         """
         start = time.perf_counter()
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-        with single_threaded_blas():
+        with fit_blas_threads(self.backend.blas_threads):
             opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
         if not opt.converged:

@@ -8,7 +8,7 @@ import pytest
 from sparselmm import lapack
 
 
-@pytest.mark.parametrize("n", [1, 7, 600])  # 600: above ALL_CORES_ORDER, on every core
+@pytest.mark.parametrize("n", [1, 7, 600])
 def test_cholesky_inverse_and_triangular_solve(n):
     rng = np.random.default_rng(n)
     G = rng.normal(size=(n, n))

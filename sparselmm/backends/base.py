@@ -74,6 +74,9 @@ class ProfiledBackend:
     ``inverse_gather(theta)``; they may specialize ``_gradient_pieces``.
     """
 
+    #: Threads for the system BLAS during a fit (``lapack.fit_blas_threads``; None: all cores).
+    blas_threads: int | None = 1
+
     def __init__(self, layout: Layout, cp: Crossprod, reml: bool):
         self.layout, self.cp, self.reml = layout, cp, reml
         Xy = np.append(cp.Xty, cp.yty)

@@ -85,6 +85,7 @@ class BlockedBackend(ProfiledBackend):
     """
 
     name = "blocked"
+    blas_threads = None  # the dense factor and inverse, LAPACK on every core
 
     @staticmethod
     def dense_bytes(layout: Layout) -> float:

@@ -19,7 +19,7 @@ from ..design import ReTerm
 from ..driver import Problem, optimize
 from ..errors import ConvergenceWarning, DataError
 from ..frame import ModelFrame
-from ..lapack import single_threaded_blas
+from ..lapack import fit_blas_threads
 from ..model import LinearMixedModel
 from .params import MixedLMParams, ThetaMap
 from .results import MixedLMResults
@@ -392,7 +392,7 @@ class MixedLM:
                 return model.backend.gradient(embed(t))[mask]
 
             em = model.backend.em_step if mask.all() else None  # EM cannot hold entries fixed
-            with single_threaded_blas():
+            with fit_blas_threads(model.backend.blas_threads):
                 opt = optimize(Problem(fun, lower[mask], grad, em), theta0[mask], method=driver_method)
             theta = embed(opt.theta)
             converged, message = opt.converged, opt.message
