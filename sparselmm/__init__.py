@@ -3,9 +3,18 @@
 Two front doors: :func:`fit` takes an lme4 formula,
 ``sparselmm.fit("y ~ x + (1|a) + (1+x|b)", data)``; :class:`MixedLM` is
 statsmodels' ``MixedLM`` (same arguments, names and results).
+
+On import, ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (unless already set,
+and before Numba starts its OpenMP threads): threads of a parallel kernel
+that spin after it ends take the cores from the LAPACK call that follows
+(crossed 10⁶ rows: fit 2.7 s spinning, 2.2 s passive).
 """
 
-from .errors import (
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .errors import (  # noqa: E402
     ConvergenceWarning,
     DataError,
     FormulaError,
@@ -14,9 +23,9 @@ from .errors import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
-from .mixedlm import MixedLM, MixedLMParams, MixedLMResults
-from .model import LinearMixedModel, fit
-from .results import LMMResults
+from .mixedlm import MixedLM, MixedLMParams, MixedLMResults  # noqa: E402
+from .model import LinearMixedModel, fit  # noqa: E402
+from .results import LMMResults  # noqa: E402
 
 __all__ = [
     "ConvergenceWarning",

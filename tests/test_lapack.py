@@ -29,3 +29,27 @@ def test_not_positive_definite_raises():
         lapack.cholesky(np.array([[1.0, 2.0], [2.0, 1.0]], order="F"))
     with pytest.raises(ValueError, match="Fortran"):
         lapack.cholesky(np.eye(3)[:, ::2].copy(order="C")[:2])
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_omp_wait_policy_default_respects_the_user(given, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    out = subprocess.run([sys.executable, "-c", "import os, sparselmm; print(os.environ['OMP_WAIT_POLICY'])"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_fit_blas_threads_sets_and_restores_the_system_count():
+    if lapack._THREADS is None:
+        pytest.skip("no system OpenBLAS")
+    get, _ = lapack._THREADS
+    before = get()
+    with lapack.fit_blas_threads(1):
+        assert get() == 1
+    assert get() == before
