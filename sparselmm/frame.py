@@ -34,6 +34,10 @@ from .formula import ParsedFormula, RandomTerm, parse_formula
 
 _MISSING = ("drop", "raise")
 RANK_TOL = 1e-7
+#: Columns whose scaled Cholesky diagonal (the part orthogonal to the columns
+#: before, per unit norm) all exceed this are kept without a QR: X'X's
+#: rounding cannot move a part that large below RANK_TOL.
+CLEARLY_INDEPENDENT = 1e-3
 """Relative tolerance of the fixed-effects rank check (lme4's ``rankX.chk`` default)."""
 
 
@@ -250,21 +254,27 @@ def _check_levels(terms: list[ReTerm], n: int) -> None:
                             "are probably unidentifiable", column=t.group)
 
 
-def independent_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarray, np.ndarray]:
+def independent_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarray, np.ndarray | None]:
     """Columns of ``X`` kept by R's limited-pivoting QR, and an orthonormal basis of their span.
 
     Left to right, a column is dropped when its part orthogonal to the columns
     kept before it is at most ``tol`` times its norm (all-zero columns are
     dropped), as R's ``qr(X, tol)`` (LINPACK dqrdc2) that lme4 uses: of two
-    aliased columns the later one goes. A full-rank X costs one Householder
-    QR; the column-by-column pass runs only when some column is aliased.
+    aliased columns the later one goes. Those parts are the diagonal of the
+    Cholesky factor of the scaled X'X: when none is below CLEARLY_INDEPENDENT
+    every column is kept, without a QR of the n rows, and the basis is None
+    (see :func:`residual`); otherwise the columns are orthogonalized one by
+    one.
     """
     n, p = X.shape
     norms = np.sqrt(np.einsum("ij,ij->j", X, X))
     if p and np.all(norms > 0) and p <= n:
-        Q, R = np.linalg.qr(X / norms)
-        if np.all(np.abs(np.diag(R)) > tol):
-            return np.arange(p), Q
+        G = (X.T @ X) / np.outer(norms, norms)
+        try:
+            if np.all(np.diag(np.linalg.cholesky(G)) > CLEARLY_INDEPENDENT):
+                return np.arange(p), None
+        except np.linalg.LinAlgError:
+            pass
     keep: list[int] = []
     basis = np.empty((n, min(n, p)))
     for j in np.flatnonzero(norms > 0):
@@ -279,6 +289,17 @@ def independent_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarra
             basis[:, len(keep)] = v / nv
             keep.append(int(j))
     return np.array(keep, dtype=np.int64), basis[:, :len(keep)]
+
+
+def residual(y: np.ndarray, X: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    """y minus its least-squares fit on X: through the basis, or (basis None: X well conditioned) by the
+    normal equations with one step of iterative refinement."""
+    if basis is not None:
+        r = y - basis @ (basis.T @ y) if basis.shape[1] else y
+        return r - basis @ (basis.T @ r) if basis.shape[1] else r
+    G = X.T @ X
+    r = y - X @ np.linalg.solve(G, X.T @ y)
+    return r - X @ np.linalg.solve(G, X.T @ r)
 
 
 class _ColumnSubset:
@@ -376,8 +397,7 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
     if X.shape[1] >= n:
         raise DataError(f"the fixed effects have {X.shape[1]} linearly independent columns for {n} "
                         "observations: no residual degrees of freedom are left")
-    resid = y - Q @ (Q.T @ y) if Q.shape[1] else y
-    resid = resid - Q @ (Q.T @ resid) if Q.shape[1] else resid
+    resid = residual(y, X, Q)
     if np.linalg.norm(resid) <= 1e-12 * np.linalg.norm(y):
         what = (f"is constant (every value is {y[0]:g})" if np.ptp(y) == 0 else
                 "is fitted exactly by the fixed effects (zero residuals)")

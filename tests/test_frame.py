@@ -105,3 +105,24 @@ def test_singular_fit_is_reported():
     # the objective at the boundary is below every interior point tried
     model = fit.model
     assert all(model.objective([t]) >= fit.objective - 1e-9 for t in (0.01, 0.1, 0.5))
+
+
+def test_rank_check_fast_and_exact_paths_agree():
+    """Clearly independent columns skip the QR; near-aliased ones take it; the residual is the same either way."""
+    from sparselmm.frame import independent_columns, residual
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.ones(500), rng.normal(size=(500, 3))])
+    y = X @ [1.0, 2.0, -1.0, 0.5] + rng.normal(size=500)
+    keep, basis = independent_columns(X)
+    assert basis is None and keep.tolist() == [0, 1, 2, 3]
+    exact = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    np.testing.assert_allclose(residual(y, X, None), exact, atol=1e-12)
+    # a column independent by 1e-5 of its norm: kept (above 1e-7), through the QR
+    near = np.column_stack([X, X[:, 1] + 1e-5 * rng.normal(size=500)])
+    keep, basis = independent_columns(near)
+    assert basis is not None and keep.tolist() == [0, 1, 2, 3, 4]
+    # an exact copy: dropped
+    keep, basis = independent_columns(np.column_stack([X, X[:, 2]]))
+    assert keep.tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(residual(y, X, basis), exact, atol=1e-12)
