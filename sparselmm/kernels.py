@@ -607,6 +607,21 @@ def column_counts(indptr, indices, parent, limit):
 # less memory traffic in the Schur pass.
 
 
+@nb.njit(cache=True)
+def counting_order(keys, nkeys):
+    """The stable sort order of integer ``keys`` in ``0 .. nkeys - 1`` (a counting sort, O(n))."""
+    start = np.zeros(nkeys + 1, dtype=np.int64)
+    for k in keys:
+        start[k + 1] += 1
+    for k in range(nkeys):
+        start[k + 1] += start[k]
+    order = np.empty(len(keys), dtype=np.int64)
+    for i in range(len(keys)):
+        order[start[keys[i]]] = i
+        start[keys[i]] += 1
+    return order
+
+
 @nb.njit(cache=True, parallel=True)
 def schur_column_counts(indptr, indices, q1, columns):
     """Structural nonzeros on and below the diagonal in the given columns of S (see ``blocked.schur_density``).

@@ -114,7 +114,7 @@ class BlockedBackend(ProfiledBackend):
         pos = np.arange(self._lptr[q1])
         tail = self._lidx[:self._lptr[q1]] >= q1
         rows, cols, pos = self._lidx[pos[tail]] - q1, cols[tail], pos[tail]
-        order = np.argsort(rows, kind="stable")
+        order = kernels.counting_order(rows, m)
         self._rptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=m))]).astype(np.int64)
         self._rpos, self._rcol = pos[order], cols[order]
         self._aval = np.empty(len(lidx))

@@ -73,7 +73,7 @@ class DenseBackend(ProfiledBackend):
                  max_memory: float | None = None):
         super().__init__(layout, cp, reml)
         q = layout.q
-        order = np.argsort(col_group, kind="stable")
+        order = kernels.counting_order(col_group, int(col_group.max()) + 1)
         ngroups = int(col_group.max()) + 1
         sizes = np.bincount(col_group, minlength=ngroups)
         limit = memory_limit(max_memory)
