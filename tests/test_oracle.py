@@ -132,6 +132,7 @@ def objective_matches_dense_oracle(design, seed):
     rng = np.random.default_rng(seed)
     for reml in (False, True):
         sparse = build(design, reml=reml, backend="sparse")
+        blocked = build(design, reml=reml, backend="blocked")  # any design: the first term in closed form
         try:
             dense = build(design, reml=reml, backend="dense")
         except ValueError:
@@ -145,6 +146,7 @@ def objective_matches_dense_oracle(design, seed):
             theta = random_theta(sparse.lower, rng)
             want = oracle(sparse, theta)
             assert sparse.objective(theta) == pytest.approx(want, rel=1e-9)
+            assert blocked.objective(theta) == pytest.approx(want, rel=1e-9)
             if dense is not None:
                 assert dense.objective(theta) == pytest.approx(want, rel=1e-9)
 
