@@ -1,0 +1,40 @@
+"""Numba kernels: arrays in, arrays out, no model objects.
+
+Thin wrappers in the backends check shapes and dtypes; these functions
+assume them. One module per path: ``sparse`` (θ → Λ'Z'ZΛ, the symbolic
+factor, the Takahashi selected inverse), ``dense`` (per-group factors and
+gradients), ``blocked`` (the Schur pass and per-level blocks); ``common``
+holds look-ups, a counting sort and the serial twins of parallel kernels.
+"""
+
+from .blocked import (
+    blocked_backward,
+    blocked_forward,
+    blocked_inverse,
+    blocked_leading,
+    blocked_pattern_ok,
+    blocked_schur,
+    lower_inner,
+    schur_column_counts,
+)
+from .common import PARALLEL_MIN_WORK, counting_order, pick, serial
+from .dense import dense_back_solve, dense_factor, dense_gradient, dense_inverse, dense_lambda_index
+from .sparse import (
+    column_counts,
+    dense_trailing_block,
+    etree,
+    lambda_map,
+    lambda_map_apply,
+    scatter_to_pattern,
+    selected_gather,
+    symbolic_pattern,
+    takahashi,
+)
+
+__all__ = [
+    "PARALLEL_MIN_WORK", "blocked_backward", "blocked_forward", "blocked_inverse", "blocked_leading",
+    "blocked_pattern_ok", "blocked_schur", "column_counts", "counting_order", "dense_back_solve", "dense_factor",
+    "dense_gradient", "dense_inverse", "dense_lambda_index", "dense_trailing_block", "etree", "lambda_map",
+    "lambda_map_apply", "lower_inner", "pick", "scatter_to_pattern", "schur_column_counts", "selected_gather",
+    "serial", "symbolic_pattern", "takahashi",
+]

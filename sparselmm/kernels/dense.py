@@ -1,0 +1,264 @@
+"""Kernels of the dense per-group path."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .common import with_serial_twins
+
+
+# --- dense per-group kernels ---------------------------------------------------
+#
+# Group g owns the local columns gptr[g]:gptr[g+1] of Z (reordered so that
+# groups are contiguous); its dense blocks Z_g'Z_g are packed row-major at
+# zoff[g], and so are the blocks Λ_g (``lam``, refilled per θ through
+# :func:`dense_lambda_index`). Column j belongs to term lterm[j] as component
+# lcomp[j] of a level block.
+
+
+@nb.njit(cache=True)
+def dense_lambda_index(gptr, zoff, lterm, lcomp, toff, p):
+    """Where each entry of every Λ_g comes from: its index in the flat T blocks, or -1 for a zero.
+
+    Packed like the Z_g'Z_g blocks. Λ_g[i, j] = T_k[a, b] when local columns
+    i and j are components a and b of one level block of term k, else 0.
+    """
+    out = np.full(zoff[-1], -1, dtype=np.int64)
+    for g in range(len(gptr) - 1):
+        lo, q = gptr[g], gptr[g + 1] - gptr[g]
+        for i in range(q):
+            for j in range(q):
+                a, b = lcomp[lo + i], lcomp[lo + j]
+                k = lterm[lo + j]
+                if lterm[lo + i] == k and i - a == j - b:
+                    out[zoff[g] + i * q + j] = toff[k] + a * p[k] + b
+    return out
+
+
+@nb.njit(cache=True, inline="always")
+def _group_factor(g, gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, W):
+    """Factor A_g = Λ_g'Z_g'Z_gΛ_g + I into Lbuf and solve L_g C_g = Λ_g'Z_g'[X y] into Cbuf.
+
+    ``lam`` holds every Λ_g, packed like ``ztz``; ``W`` is workspace. Returns log|A_g|.
+    """
+    lo, hi = gptr[g], gptr[g + 1]
+    q = hi - lo
+    z0 = zoff[g]
+    ncol = ztxy.shape[1]
+    # W = Z_g'Z_g Λ_g (q × q), then A = Λ_g' W + I
+    for i in range(q):
+        for j in range(q):
+            s = 0.0
+            for k in range(q):
+                s += ztz[z0 + i * q + k] * lam[z0 + k * q + j]
+            W[i, j] = s
+    for i in range(q):
+        for j in range(i + 1):
+            s = 1.0 if i == j else 0.0
+            for k in range(q):
+                s += lam[z0 + k * q + i] * W[k, j]
+            Lbuf[z0 + i * q + j] = s
+    # in-place lower Cholesky (row-major, lower triangle)
+    logdet = 0.0
+    for j in range(q):
+        d = Lbuf[z0 + j * q + j]
+        for k in range(j):
+            d -= Lbuf[z0 + j * q + k] ** 2
+        d = np.sqrt(d)
+        Lbuf[z0 + j * q + j] = d
+        logdet += 2.0 * np.log(d)
+        for i in range(j + 1, q):
+            s = Lbuf[z0 + i * q + j]
+            for k in range(j):
+                s -= Lbuf[z0 + i * q + k] * Lbuf[z0 + j * q + k]
+            Lbuf[z0 + i * q + j] = s / d
+    # C = L⁻¹ Λ' Z'[X y]
+    for c in range(ncol):
+        for i in range(q):
+            s = 0.0
+            for k in range(q):
+                s += lam[z0 + k * q + i] * ztxy[lo + k, c]
+            for k in range(i):
+                s -= Lbuf[z0 + i * q + k] * Cbuf[lo + k, c]
+            Cbuf[lo + i, c] = s / Lbuf[z0 + i * q + i]
+    return logdet
+
+
+@nb.njit(cache=True)
+def _max_group(gptr):
+    qmax = 0
+    for g in range(len(gptr) - 1):
+        qmax = max(qmax, gptr[g + 1] - gptr[g])
+    return qmax
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_factor(gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, nchunks):
+    """Factor every group into Lbuf, solve for Cbuf; return Σ_g log|A_g|.
+
+    Groups are split into ``nchunks`` chunks, each with its own workspace.
+    """
+    m = len(gptr) - 1
+    qmax = _max_group(gptr)
+    logdets = np.zeros(nchunks)
+    for c in nb.prange(nchunks):
+        W = np.empty((qmax, qmax))
+        for g in range(c * m // nchunks, (c + 1) * m // nchunks):
+            logdets[c] += _group_factor(g, gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, W)
+    return logdets.sum()
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_back_solve(gptr, zoff, Lbuf, rhs, out):
+    """out_g = L_g'⁻¹ rhs_g for every group (rhs in local column order)."""
+    m = len(gptr) - 1
+    for g in nb.prange(m):
+        lo, hi = gptr[g], gptr[g + 1]
+        q = hi - lo
+        z0 = zoff[g]
+        for i in range(q - 1, -1, -1):
+            s = rhs[lo + i]
+            for k in range(i + 1, q):
+                s -= Lbuf[z0 + k * q + i] * out[lo + k]
+            out[lo + i] = s / Lbuf[z0 + i * q + i]
+
+
+@nb.njit(cache=True, inline="always")
+def _group_inverse(Lbuf, z0, q, Linv, Ainv):
+    """Ainv[:q, :q] = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ from the packed factor at ``z0``; Linv is workspace."""
+    for j in range(q):
+        for i in range(j):
+            Linv[i, j] = 0.0
+        Linv[j, j] = 1.0 / Lbuf[z0 + j * q + j]
+        for i in range(j + 1, q):
+            s = 0.0
+            for k in range(j, i):
+                s -= Lbuf[z0 + i * q + k] * Linv[k, j]
+            Linv[i, j] = s / Lbuf[z0 + i * q + i]
+    for i in range(q):
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, q):
+                s += Linv[k, i] * Linv[k, j]
+            Ainv[i, j] = s
+            Ainv[j, i] = s
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_inverse(gptr, zoff, Lbuf, out):
+    """out_g = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ for every group (packed like Lbuf, full)."""
+    m = len(gptr) - 1
+    for g in nb.prange(m):
+        q = gptr[g + 1] - gptr[g]
+        z0 = zoff[g]
+        Linv = np.empty((q, q))
+        Ainv = np.empty((q, q))
+        _group_inverse(Lbuf, z0, q, Linv, Ainv)
+        for i in range(q):
+            for j in range(q):
+                out[z0 + i * q + j] = Ainv[i, j]
+
+
+@nb.njit(cache=True, inline="always")
+def _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
+                    Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
+    """Add group g's terms of the gradient (see :func:`dense_gradient`); the last seven are workspace."""
+    lo, hi = gptr[g], gptr[g + 1]
+    q = hi - lo
+    z0 = zoff[g]
+    nfe = len(beta)
+    _group_inverse(Lbuf, z0, q, Linv, Ainv)
+    # Λ'Z'Z, Λ'Z'X and Λu
+    for i in range(q):
+        Lu[i] = 0.0
+        for c in range(q):
+            LtZtZ[i, c] = 0.0
+        for c in range(nfe):
+            LtZtX[i, c] = 0.0
+    for i in range(q):
+        for k in range(q):
+            lki = lam[z0 + k * q + i]
+            if lki != 0.0:
+                Lu[k] += lki * u[lo + i]
+                for c in range(q):
+                    LtZtZ[i, c] += lki * ztz[z0 + k * q + c]
+                for c in range(nfe):
+                    LtZtX[i, c] += lki * ztxy[lo + k, c]
+    # MX = A⁻¹Λ'Z'X and ΛMX
+    for i in range(q):
+        for c in range(nfe):
+            s = 0.0
+            for k in range(q):
+                s += Ainv[i, k] * LtZtX[k, c]
+            MX[i, c] = s
+    for i in range(q):
+        for c in range(nfe):
+            s = 0.0
+            for k in range(q):
+                s += lam[z0 + i * q + k] * MX[k, c]
+            LMX[i, c] = s
+    # θ_j with T_k entry (a, b): Λ_j = Σ_levels e_{c(a)} e_{c(b)}'
+    for jb in range(q):
+        k = lterm[lo + jb]
+        b = lcomp[lo + jb]
+        for a in range(b, p[k]):
+            t = tindex[toff[k] + a * p[k] + b]
+            if t < 0:
+                continue
+            ja = jb - b + a
+            # tr(A⁻¹Λ'Z'ZΛ_j) picks (A⁻¹Λ'Z'Z)[jb, ja]
+            s = 0.0
+            for c in range(q):
+                s += Ainv[jb, c] * LtZtZ[c, ja]
+            gtr[t] += s
+            # res[ja] = (Z'y − Z'Xβ − Z'ZΛu)[ja];  B[ja] = (Z'X − Z'ZΛ MX)[ja]
+            r = ztxy[lo + ja, nfe]
+            for c in range(nfe):
+                r -= ztxy[lo + ja, c] * beta[c]
+            for c in range(q):
+                r -= ztz[z0 + ja * q + c] * Lu[c]
+            gr2[t] -= 2.0 * r * u[lo + jb]
+            for rr in range(nfe):
+                brow = ztxy[lo + ja, rr]
+                for c in range(q):
+                    brow -= ztz[z0 + ja * q + c] * LMX[c, rr]
+                for ss in range(nfe):
+                    gD[t, rr, ss] += brow * MX[jb, ss]
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, ntheta, nchunks):
+    """Per-θ sums over groups of the three gradient pieces (DESIGN.md §4).
+
+    For θ_j with Λ_j = ∂Λ/∂θ_j, summed over groups:
+
+    * ``tr[j]  = tr(A⁻¹ Λ'Z'Z Λ_j)``            (half of ∂log|A|/∂θ_j)
+    * ``r2[j]  = −2 (Z'y − Z'Xβ̂ − Z'ZΛû)' Λ_j û``  (= ∂r²/∂θ_j)
+    * ``D[j]   = (Λ_j'Z'V₀⁻¹X)' A⁻¹Λ'Z'X``         (∂(X'V₀⁻¹X)/∂θ_j = −(D + D'))
+
+    ``u`` is û in the local (group) column order. Groups are split into
+    ``nchunks`` chunks, each with its own workspace and partial sums.
+    Returns ``(tr, r2, D)``.
+    """
+    m = len(gptr) - 1
+    nfe = len(beta)
+    qmax = _max_group(gptr)
+    gtr = np.zeros((nchunks, ntheta))
+    gr2 = np.zeros((nchunks, ntheta))
+    gD = np.zeros((nchunks, ntheta, nfe, nfe))
+    for c in nb.prange(nchunks):
+        Linv = np.empty((qmax, qmax))
+        Ainv = np.empty((qmax, qmax))
+        LtZtZ = np.empty((qmax, qmax))
+        LtZtX = np.empty((qmax, nfe))
+        MX = np.empty((qmax, nfe))
+        LMX = np.empty((qmax, nfe))
+        Lu = np.empty(qmax)
+        for g in range(c * m // nchunks, (c + 1) * m // nchunks):
+            _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u,
+                            gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
+    return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0)
+
+
+with_serial_twins(dense_factor, dense_back_solve, dense_inverse, dense_gradient)
