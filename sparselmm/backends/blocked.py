@@ -140,8 +140,8 @@ class BlockedBackend(ProfiledBackend):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
         lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
         logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
-        w = 1.0 / self._lval[lptr[:q1]] ** 2 if p1 == 1 else np.zeros(0)  # 1 / L11², for M
-        self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol, w, self._S,
+        self._w = 1.0 / self._lval[lptr[:q1]] ** 2 if p1 == 1 else np.zeros(0)  # 1 / L11², the weights of M
+        self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol, self._w, self._S,
                     self._M, self._nchunks)
         cholesky(self._S, lower=True)
         logdet += 2.0 * np.log(np.diagonal(self._S)).sum()
@@ -217,8 +217,7 @@ class BlockedBackend(ProfiledBackend):
         """
         if self._p1 != 1:
             return super()._level_block_sums(theta)
-        Z22 = self._inverse_S(theta)
-        w = 1.0 / self._lval[self._lptr[:self._q1]] ** 2
-        first = np.array([[w.sum() + kernels.lower_inner(Z22, self._M)]])
+        Z22 = self._inverse_S(theta)  # factors at θ first, if need be: M and the weights are θ's
+        first = np.array([[self._w.sum() + kernels.lower_inner(Z22, self._M)]])
         # the other terms' blocks lie in S⁻¹: the gather reads nothing else
         return [first] + [self._level_blocks(self._gather, k).sum(axis=0) for k in range(1, len(self.layout.terms))]
