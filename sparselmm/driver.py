@@ -107,9 +107,9 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
         Start.
     method : {"auto", "bfgs", "lbfgs", "powell", "nelder-mead"}
         "auto": EM warm start, projected quasi-Newton, Powell fallback
-        (module docstring); "bfgs": the quasi-Newton phase alone; "lbfgs": scipy's L-BFGS-B
-        on the analytic gradient; "powell", "nelder-mead": scipy's bounded
-        derivative-free methods.
+        (module docstring); "bfgs": the quasi-Newton phase alone; "lbfgs":
+        scipy's L-BFGS-B on the analytic gradient; "powell", "nelder-mead":
+        scipy's bounded derivative-free methods.
     maxiter : int
         Iteration limit of each phase.
     """
