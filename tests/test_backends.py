@@ -88,6 +88,7 @@ def test_dense_and_sparse_agree(design):
 
 
 CROSSED_FORMULAS = [
+    "y ~ x + (1 + x|a)",  # one term: nothing left after it (m = 0)
     "y ~ x + (1|a) + (1|b)",
     "y ~ x + (1|a) + (1|b) + (1|c)",
     "y ~ x + (1 + x|a) + (1|b)",
