@@ -189,7 +189,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     Xz = np.empty((n, int(xoff[-1])))
     for k, t in enumerate(terms):
         np.add(t.codes, boff[k], out=blk[:, k])
-        blk[~np.any(t.X != 0, axis=1), k] = -1
+        blk[~t.active, k] = -1
         Xz[:, xoff[k]:xoff[k + 1]] = t.X
     bterm = np.repeat(np.arange(len(terms)), layout.nlevels).astype(np.int64)
     bsize = layout.p[bterm]

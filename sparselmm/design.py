@@ -61,6 +61,11 @@ class ReTerm:
         """Number of columns of Z that belong to this term."""
         return self.nlevels * self.p
 
+    @cached_property
+    def active(self) -> np.ndarray:
+        """Rows where the term's columns are not all zero (a row where they are links nothing)."""
+        return np.any(self.X != 0, axis=1) if self.p > 1 else self.X[:, 0] != 0
+
     @property
     def ntheta(self) -> int:
         return self.p if self.diagonal else self.p * (self.p + 1) // 2

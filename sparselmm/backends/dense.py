@@ -45,7 +45,7 @@ def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.n
     group_codes = np.asarray(group_codes, dtype=np.int64)
     cols = []
     for t in terms:
-        active = np.any(t.X != 0, axis=1)  # rows where the term is all zero link nothing
+        active = t.active
         codes, groups = t.codes[active], group_codes[active]
         group_of_level = np.zeros(t.nlevels, dtype=np.int64)
         group_of_level[codes] = groups
