@@ -1,4 +1,4 @@
-"""Backends: θ in; objective, solution and conditional variances out.
+"""Backends: θ in; objective, solution, gradient and conditional variances out.
 
 ``make_backend`` picks the dense per-group backend when the random effects
 partition the rows into small independent groups; the blocked backend when
@@ -50,9 +50,9 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         if col_group is None:
             names = ", ".join(t.group for t in layout.terms)
             raise ValueError(f"backend='dense' needs random effects nested in one grouping factor; "
-                             f"the terms on {names} are crossed: use backend='sparse'")
+                             f"the terms on {names} are crossed: use backend='blocked' or 'sparse'")
         return DenseBackend(layout, cp, reml, col_group, max_memory)
-    # one group (statsmodels' way of writing crossed effects) is not a partition: sparse
+    # one group (statsmodels' way of writing crossed effects) is not a partition: blocked or sparse
     sizes = np.bincount(col_group) if col_group is not None else None
     if sizes is not None and len(sizes) > 1 and sizes.max() <= MAX_GROUP_SIZE:
         return DenseBackend(layout, cp, reml, col_group, max_memory)
