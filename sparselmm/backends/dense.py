@@ -120,8 +120,8 @@ class DenseBackend(ProfiledBackend):
 
     def _factor(self, theta):
         factor = self._kernel(kernels.dense_factor)
-        logdet = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lambda(theta), self._L, self._C,
-                        self._nchunks)
+        self._lam = self._lambda(theta)  # kept for the gradient at this θ
+        logdet = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._L, self._C, self._nchunks)
         return logdet, self._C
 
     def _back_solve(self, v):
@@ -133,9 +133,9 @@ class DenseBackend(ProfiledBackend):
 
     def _gradient_pieces(self, theta, beta, u):
         """The gradient sums from the per-group Numba kernel (``kernels.dense_gradient``)."""
-        self._update(theta)
+        self._update(theta)  # the factor, and Λ_g, at θ
         return self._kernel(kernels.dense_gradient)(
-            self._gptr, self._zoff, self._ztz, self._ztxy, self._lambda(theta), self._lterm, self._lcomp,
+            self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._lterm, self._lcomp,
             self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
             self.layout.ntheta, self._nchunks)
 
