@@ -194,6 +194,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     bterm = np.repeat(np.arange(len(terms)), layout.nlevels).astype(np.int64)
     bsize = layout.p[bterm]
     bcol = np.concatenate([layout.col_offset[k] + np.arange(t.nlevels) * t.p for k, t in enumerate(terms)])
+    bcol = bcol.astype(np.int64)
     ptr, gblk, gX = _rows_by_block(blk, Xz, int(boff[-1]))
     nchunks = 8 * nb.get_num_threads()
     counts = _block_rows(gblk, bsize, ptr, nchunks)
@@ -204,16 +205,17 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
         raise ValueError(f"Z'Z has {nnz:,} entries: more than 32-bit indices hold")
     indices = np.empty(nnz, dtype=np.int32)
     data = np.empty(nnz)
-    _block_fill(gblk, gX, xoff, bsize, bterm, bcol.astype(np.int64), bstart, counts, ptr, nchunks, indices, data)
+    _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks, indices, data)
     del gblk, gX
-    colptr = np.concatenate([(bstart[:-1, None] + np.arange(bsize.max())[None, :] * counts[:, None])[
-        np.arange(bsize.max())[None, :] < bsize[:, None]], [nnz]])
+    # column j of block B starts at bstart[B] + j counts[B]; blocks follow Z's column order
+    within = np.arange(layout.q) - np.repeat(bcol, bsize)
+    colptr = np.append(np.repeat(bstart[:-1], bsize) + within * np.repeat(counts, bsize), nnz)
     ZtZ = sp.csc_matrix((data, indices, colptr.astype(np.int32)), shape=(layout.q, layout.q))
     ZtZ.has_sorted_indices = True
     V = np.empty((n, X.shape[1] + 1))
     V[:, :-1], V[:, -1] = X, y
     ZtV = np.zeros((layout.q, V.shape[1]))
-    _ztv(blk, Xz, xoff, bsize, bcol.astype(np.int64), V, ZtV)
+    _ztv(blk, Xz, xoff, bsize, bcol, V, ZtV)
     return Crossprod(
         ZtZ=ZtZ,
         ZtX=ZtV[:, :-1].copy(),

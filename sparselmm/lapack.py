@@ -31,19 +31,25 @@ _SIGNATURES = {"dpotrf_": [_CHAR, _INT, ctypes.c_void_p, _INT, _INT],
                "dtrtrs_": [_CHAR, _CHAR, _CHAR, _INT, _INT, ctypes.c_void_p, _INT, ctypes.c_void_p, _INT, _INT]}
 
 
-def _load(name: str):
-    """The system LAPACK routine ``name``, or None."""
+def _symbol(name: str):
+    """``name`` from the system LAPACK library (or a library it links, as OpenBLAS), or None."""
     for lib in ("liblapack.so.3", ctypes.util.find_library("lapack")):
         if not lib:
             continue
         try:
-            fn = getattr(ctypes.CDLL(lib), name)
+            return getattr(ctypes.CDLL(lib), name)
         except (OSError, AttributeError):
             continue
+    return None
+
+
+def _load(name: str):
+    """The system LAPACK routine ``name`` with its Fortran signature, or None."""
+    fn = _symbol(name)
+    if fn is not None:
         fn.argtypes = _SIGNATURES[name]
         fn.restype = None
-        return fn
-    return None
+    return fn
 
 
 _SYSTEM = {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_"), "dtrtrs": _load("dtrtrs_")}
@@ -51,15 +57,8 @@ _SYSTEM = {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_"), "dtrtrs": _lo
 
 def _thread_control():
     """OpenBLAS's get/set of its thread count, from the system library, or None."""
-    if _SYSTEM["dpotrf"] is None:
-        return None
-    for lib in ("liblapack.so.3", ctypes.util.find_library("lapack")):
-        try:
-            handle = ctypes.CDLL(lib)
-            return handle.openblas_get_num_threads, handle.openblas_set_num_threads
-        except (OSError, AttributeError, TypeError):
-            continue
-    return None
+    get, set_ = _symbol("openblas_get_num_threads"), _symbol("openblas_set_num_threads")
+    return (get, set_) if _SYSTEM["dpotrf"] is not None and get is not None and set_ is not None else None
 
 
 _THREADS = _thread_control()
