@@ -135,6 +135,28 @@ class Layout:
         return lb
 
     @cached_property
+    def column_diagonal(self) -> np.ndarray:
+        """For each θ_j, the index of the diagonal entry of its column of T_k."""
+        out = np.empty(self.ntheta, dtype=np.int64)
+        for k, t in enumerate(self.terms):
+            idx = t.theta_index()
+            for a, b in zip(*np.nonzero(idx >= 0)):
+                out[self.theta_offset[k] + idx[a, b]] = self.theta_offset[k] + idx[b, b]
+        return out
+
+    @cached_property
+    def even(self) -> np.ndarray:
+        """Which θ_j the objective is even in: diagonals alone in their column of T_k
+        (scalar terms, ``||`` terms)."""
+        col = self.column_diagonal
+        return np.bincount(col, minlength=self.ntheta)[col] == 1
+
+    def canonical(self, theta: np.ndarray) -> np.ndarray:
+        """The θ with every diagonal of T_k ≥ 0 and the same ΛΛ': columns with a negative diagonal negated."""
+        theta = np.asarray(theta, dtype=float)
+        return np.where(theta[self.column_diagonal] < 0, -theta, theta)
+
+    @cached_property
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
 
@@ -169,9 +191,12 @@ class Layout:
             a, b = self.col_offset[k], self.col_offset[k + 1]
             p, nl = T.shape[0], self.nlevels[k]
             blk = V[a:b].reshape((nl, p) + tail)
-            # Level j's rows of Λ'V are T' v_j, i.e. (v_j' T)' per column.
-            M = T if transpose else T.T
-            out[a:b] = np.einsum("lp...,pr->lr...", blk, M).reshape((nl * p,) + tail)
+            # level l's rows: T' v_l (transpose) or T v_l, one product per nonzero of T
+            M = T if transpose else T.T  # res[:, r] = Σ_s M[s, r] blk[:, s]
+            res = np.zeros_like(blk)
+            for s, r in zip(*np.nonzero(M)):
+                res[:, r] += M[s, r] * blk[:, s]
+            out[a:b] = res.reshape((nl * p,) + tail)
         return out
 
     def lambda_matrix(self, theta: np.ndarray):

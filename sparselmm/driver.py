@@ -8,21 +8,26 @@ nothing of the model.
 
 ``method="auto"`` (the default):
 
-1. EM warm start (Lindstrom and Bates 1988): closed-form updates of each Ψ_k
-   from the conditional modes and variances. Large steps far from the
-   optimum; it stops once its convergence slows (the gain of a step exceeds
-   EM_RATE times the gain of the one before), a step gains less than
-   EM_MIN_GAIN, or a step fails to improve.
-2. Projected quasi-Newton (:func:`bfgs`) on the analytic gradient from the
-   best EM point: dim θ is small, so the first step is Newton's, with the
-   Hessian from forward differences of the gradient, and a dense inverse
-   Hessian is kept and updated by BFGS after; bounds by projection, the
-   variables at an active bound held. A full step is tried first, then
-   backtracking (Armijo).
+1. One EM step from the start (Lindstrom and Bates 1988): closed-form
+   updates of each Ψ_k from the conditional modes and variances. From
+   lme4's start (T_k = I) it lands near the scale of the optimum, which
+   Newton's method would take several steps to find.
+2. Newton's method on the analytic gradient with the model's approximate
+   Hessian (the average information, :meth:`ProfiledBackend.approximate_hessian`,
+   recomputed at each step from the factorization the gradient needs);
+   a full step first, then backtracking (Armijo). Bounds: the objective is
+   the same at θ and at ``canonical(θ)`` (columns of T_k with a negative
+   diagonal negated), so steps are taken unconstrained and mapped back: a
+   variance that overshoots zero comes back positive instead of sticking at
+   the bound, where every scalar term has a stationary point. Without a
+   model Hessian (or ``canonical``): quasi-Newton, the first step Newton's
+   with the Hessian from forward differences of the gradient, BFGS updates
+   after, steps projected onto the bounds.
 3. If that fails (no convergence, non-finite values), bounded Powell from
    the best point found, without derivatives.
 
-``method="lbfgs"`` runs scipy's L-BFGS-B from the start instead (no EM).
+``method="newton"`` runs step 2 alone; ``method="lbfgs"`` scipy's L-BFGS-B
+from the start (no EM).
 """
 
 from __future__ import annotations
@@ -34,21 +39,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
-METHODS = ("auto", "bfgs", "lbfgs", "powell", "nelder-mead")
+METHODS = ("auto", "newton", "lbfgs", "powell", "nelder-mead")
 
 #: Quasi-Newton convergence: the relative reduction of the objective in a step
 #: (scipy's L-BFGS-B ``ftol``), or the largest projected-gradient component.
 FTOL, GTOL = 1e-12, 1e-6
-
-#: EM stops once a step gains more than this fraction of the previous gain
-#: (its linear convergence has slowed; the quasi-Newton phase takes over).
-EM_RATE = 0.3
-EM_MAX_STEPS = 10
-#: ... or once a step gains less than this (deviance units): from there the
-#: quasi-Newton phase needs a step or two, EM many (and EM's update, the ML
-#: form, converges to a point off the REML optimum anyway).
-EM_MIN_GAIN = 1.0
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -64,12 +59,21 @@ class Problem:
         θ → ∂objective/∂θ.
     em_step : callable, optional
         θ → the EM update of θ.
+    hessian : callable, optional
+        (θ, gradient at θ) → an approximation of the Hessian, recomputed at
+        every step; without it the quasi-Newton phase differences the
+        gradient once and updates by BFGS.
+    canonical : callable, optional
+        θ → an equivalent θ within the bounds (same objective): steps that
+        cross a bound are reflected into it instead of stopped at it.
     """
 
     objective: Callable[[np.ndarray], float]
     lower: np.ndarray
     gradient: Callable[[np.ndarray], np.ndarray] | None = None
     em_step: Callable[[np.ndarray], np.ndarray] | None = None
+    hessian: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    canonical: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
@@ -105,9 +109,9 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     problem : Problem
     theta0 : ndarray
         Start.
-    method : {"auto", "bfgs", "lbfgs", "powell", "nelder-mead"}
-        "auto": EM warm start, projected quasi-Newton, Powell fallback
-        (module docstring); "bfgs": the quasi-Newton phase alone; "lbfgs":
+    method : {"auto", "newton", "lbfgs", "powell", "nelder-mead"}
+        "auto": an EM step, Newton, Powell fallback (module docstring);
+        "newton": the Newton phase alone; "lbfgs":
         scipy's L-BFGS-B on the analytic gradient; "powell", "nelder-mead":
         scipy's bounded derivative-free methods.
     maxiter : int
@@ -115,15 +119,16 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    needs_grad = method in ("auto", "bfgs", "lbfgs")
+    needs_grad = method in ("auto", "newton", "lbfgs")
     if needs_grad and problem.gradient is None:
         raise ValueError(f"method {method!r} needs the gradient")
     lower = np.asarray(problem.lower, dtype=float)
     summary = OptSummary(method=method, theta0=np.array(theta0, float), lower=lower)
-    best = [np.maximum(summary.theta0, lower), np.inf]
+    domain = problem.canonical or (lambda theta: np.maximum(theta, lower))
+    best = [domain(summary.theta0), np.inf]
 
     def f(theta):
-        theta = np.maximum(theta, lower)
+        theta = domain(theta)
         value = float(problem.objective(theta))
         summary.path.append((theta.copy(), value))
         summary.nfev += 1
@@ -135,7 +140,7 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
 
     def grad(theta):
         summary.ngrad += 1
-        theta = np.maximum(theta, lower)
+        theta = domain(theta)
         last_grad[:] = [theta.copy(), problem.gradient(theta)]
         return last_grad[1]
 
@@ -143,15 +148,15 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     x = best[0].copy()
     if method == "auto" and problem.em_step is not None:
         x = _em(problem, x, f, summary)
-    if method in ("auto", "bfgs"):
-        res = bfgs(f, grad, x, lower, maxiter)
+    if method in ("auto", "newton"):
+        res = quasi_newton(f, grad, x, lower, maxiter, problem.hessian, problem.canonical)
     else:
         res = _phase(method, f, grad, x, lower, maxiter)
     summary.niter += int(getattr(res, "nit", 0))
     if method == "auto" and not (res.success and np.isfinite(res.fun)):
         res = _phase("powell", f, grad, best[0], lower, maxiter)
         summary.niter += int(getattr(res, "nit", 0))
-        summary.message = "L-BFGS-B failed; Powell: "
+        summary.message = "Newton failed; Powell: "
     theta = best[0]
     summary.theta = theta
     summary.objective = best[1]
@@ -165,28 +170,15 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
 
 
 def _em(problem: Problem, x: np.ndarray, f, summary: OptSummary) -> np.ndarray:
-    """EM steps from x while each gains at most EM_RATE of the previous gain."""
+    """One EM step from x, kept if it improves the objective."""
     value = f(x)
-    gain = np.inf
-    for _ in range(EM_MAX_STEPS):
-        new = np.maximum(problem.em_step(x), problem.lower)
-        new_value = f(new)
-        summary.nem += 1
-        if not new_value < value:
-            break
-        x, step_gain = new, value - new_value
-        value = new_value
-        if np.isfinite(gain) and step_gain > EM_RATE * gain:
-            break  # EM has slowed to linear convergence with rate > EM_RATE
-        if step_gain < EM_MIN_GAIN:
-            break
-        gain = step_gain
-    return x
+    new = np.maximum(problem.em_step(x), problem.lower)
+    summary.nem += 1
+    return new if f(new) < value else x
 
 
 def difference_hessian(grad, x, g):
-    """The Hessian by forward differences of the analytic gradient (steps inside the lower bounds),
-    symmetrized and made positive definite (eigenvalues floored at 1e-8 of the largest)."""
+    """The Hessian by forward differences of the analytic gradient (steps inside the lower bounds)."""
     n = len(x)
     B = np.empty((n, n))
     for i in range(n):
@@ -194,6 +186,11 @@ def difference_hessian(grad, x, g):
         e = np.zeros(n)
         e[i] = h
         B[:, i] = (grad(x + e) - g) / h
+    return B
+
+
+def positive_definite(B):
+    """B symmetrized, its eigenvalues made positive (absolute values, floored at 1e-8 of the largest)."""
     w, Q = np.linalg.eigh((B + B.T) / 2)
     w = np.maximum(np.abs(w), 1e-8 * np.abs(w).max(initial=1.0))
     return (Q * w) @ Q.T
@@ -209,42 +206,62 @@ def _bfgs_update(H, s, y):
     return V @ H @ V.T + rho * np.outer(s, s)
 
 
-def bfgs(f, grad, x, lower, maxiter):
-    """Projected quasi-Newton for a few bounded variables: Newton's first step, BFGS after.
+def quasi_newton(f, grad, x, lower, maxiter, hessian=None, canonical=None):
+    """Projected (quasi-)Newton for a few bounded variables.
 
-    The inverse Hessian starts as the inverse of :func:`difference_hessian`
-    at x (dim θ more gradients; dim θ is small) and takes a BFGS update
-    at each step. Variables at their bound with the gradient pushing outwards
-    are held; the others take d = −H g, projected onto the bounds, the full
-    step first, then backtracked until the Armijo condition holds. Converges
-    when a step reduces f by at most FTOL relative, or the quadratic model
-    predicts no more (−g'd/2, before the step is taken), or the projected
+    With ``hessian`` (an approximation from the model, cheap), a Newton step
+    on it at every iteration. Without, the inverse Hessian starts as that of
+    :func:`difference_hessian` at x (dim θ more gradients) and takes a BFGS
+    update at each step. Either is made positive definite
+    (:func:`positive_definite`).
+
+    Bounds: with ``canonical``, steps are taken unconstrained and mapped to
+    the equivalent point within the bounds (the objective is symmetric
+    there), and convergence is judged on the whole gradient; without it,
+    variables at their bound with the gradient pushing outwards are held,
+    steps are projected onto the bounds, and the gradient is projected.
+    The full step is tried first, then backtracking (Armijo). Converges when
+    a step reduces f by at most FTOL relative, or the quadratic model
+    predicts no more (−g'd/2, before the step is taken), or the (projected)
     gradient is below GTOL.
     """
-    x = np.maximum(np.asarray(x, dtype=float), lower)
+    if canonical is None:
+        def domain(t):
+            return np.maximum(t, lower)
+    else:
+        domain = canonical
+
+    def newton_inverse(x, g):
+        B = hessian(x, g) if hessian is not None else difference_hessian(grad, x, g)
+        return np.linalg.inv(positive_definite(B))
+
+    x = domain(np.asarray(x, dtype=float))
     fx, g = f(x), grad(x)
     H = None
     message, success = "iteration limit reached", False
     nit = 0
     for nit in range(1, maxiter + 1):
-        if np.abs(projected_gradient(x, g, lower)).max(initial=0.0) <= GTOL:
-            message, success = "projected gradient below GTOL", True
+        pg = g if canonical is not None else projected_gradient(x, g, lower)
+        if np.abs(pg).max(initial=0.0) <= GTOL:
+            message, success = "gradient below GTOL", True
             break
-        if H is None:
-            H = np.linalg.inv(difference_hessian(grad, x, g))
-        held = (x <= lower) & (g > 0)
+        if H is None or hessian is not None:
+            H = newton_inverse(x, g)
+        held = np.zeros(len(x), dtype=bool) if canonical is not None else (x <= lower) & (g > 0)
         d = np.where(held, 0.0, -(H @ np.where(held, 0.0, g)))
-        if not g @ d < 0:  # not a descent direction: restart from the Newton step
-            H = np.linalg.inv(difference_hessian(grad, x, g))
+        if not g @ d < 0:  # a stale BFGS matrix: restart from the Newton step
+            H = newton_inverse(x, g)
             d = np.where(held, 0.0, -(H @ np.where(held, 0.0, g)))
         if -(g @ d) / 2 <= FTOL * max(abs(fx), 1.0):  # the quadratic model's decrease is already below FTOL
             message, success = "predicted reduction of f below FTOL", True
             break
         alpha, accepted = 1.0, False
         for _ in range(40):
-            xn = np.maximum(x + alpha * d, lower)
+            trial = x + alpha * d
+            xn = domain(trial)
             fn = f(xn)
-            decrease = g @ (xn - x)
+            # the decrease along the step taken (reflections leave f unchanged: the unreflected step)
+            decrease = g @ ((trial if canonical is not None else xn) - x)
             if np.isfinite(fn) and fn <= fx + 1e-4 * decrease:
                 accepted = True
                 break
@@ -254,7 +271,9 @@ def bfgs(f, grad, x, lower, maxiter):
             message = "line search failed"
             break
         gn = grad(xn)
-        H = _bfgs_update(H, xn - x, gn - g)
+        if hessian is None:
+            # a reflected step leaves the coordinates the BFGS pairs assume: restart there
+            H = _bfgs_update(H, xn - x, gn - g) if np.array_equal(xn, trial) else None
         reduction = fx - fn
         x, fx, g = xn, fn, gn
         if reduction <= FTOL * max(abs(fx), 1.0):

@@ -91,7 +91,8 @@ class LinearMixedModel:
     def problem(self) -> Problem:
         """θ → objective, gradient and EM update, for the driver."""
         return Problem(objective=self.objective, lower=self.lower, gradient=self.backend.gradient,
-                       em_step=self.backend.em_step)
+                       em_step=self.backend.em_step, hessian=self.backend.approximate_hessian,
+                       canonical=self.layout.canonical)
 
     def objective(self, theta) -> float:
         """ML deviance (-2 log L) or REML criterion at θ (lme4's ``devfun``)."""
@@ -100,10 +101,9 @@ class LinearMixedModel:
     def fit(self, method: str = "auto", theta0=None, maxiter: int = 2000) -> LMMResults:
         """Minimize the objective over θ and return the results.
 
-        ``method="auto"``: EM warm start, then projected quasi-Newton on the
-        analytic gradient (Newton's first step, from a Hessian by differences
-        of the gradient; BFGS after), Powell if that fails (see
-        :mod:`sparselmm.driver`);
+        ``method="auto"``: one EM step, then Newton's method on the analytic
+        gradient with the average-information Hessian, Powell if that fails
+        (see :mod:`sparselmm.driver`);
         ``maxiter`` bounds each phase. A fit that does not converge warns
         (:class:`~sparselmm.errors.ConvergenceWarning`) and says so in
         ``converged`` and ``message``.
@@ -134,7 +134,7 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
         The data; never modified.
     reml : bool
         REML (default) or maximum likelihood.
-    method : {"auto", "bfgs", "lbfgs", "powell", "nelder-mead"}
+    method : {"auto", "newton", "lbfgs", "powell", "nelder-mead"}
         Optimizer (see :meth:`LinearMixedModel.fit`).
     missing : {"drop", "raise"}
         Rows with missing values in used columns are dropped with a warning,

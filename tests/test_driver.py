@@ -10,7 +10,7 @@ import pytest
 import sparselmm
 from sparselmm.driver import Problem, optimize, projected_gradient
 
-from .test_sparse_backend import random_data
+from .test_sparse_backend import FORMULAS, random_data
 
 CENTER = np.array([0.7, -0.4, 1.3])
 H = np.array([[3.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.0]])
@@ -20,7 +20,7 @@ def quadratic(center):
     return (lambda t: float((t - center) @ H @ (t - center))), (lambda t: 2 * H @ (t - center))
 
 
-@pytest.mark.parametrize("method", ["auto", "bfgs", "lbfgs", "powell", "nelder-mead"])
+@pytest.mark.parametrize("method", ["auto", "newton", "lbfgs", "powell", "nelder-mead"])
 def test_interior_minimum(method):
     f, g = quadratic(CENTER)
     opt = optimize(Problem(f, np.array([0.0, -np.inf, 0.0]), g), np.ones(3), method=method)
@@ -51,6 +51,47 @@ def test_non_finite_objective_steps_back():
     opt = optimize(Problem(f, np.zeros(3), g), np.ones(3))
     assert np.isfinite(opt.objective) and opt.theta[0] <= 2.0
     assert opt.objective < f(np.ones(3))
+
+
+def test_reflection_leaves_the_stationary_point_at_the_bound():
+    """f(t) = (t² − 1)² is even, like the objective in a scalar term's θ, so t = 0 is stationary.
+    A step past the bound is reflected (|t|): Newton converges to the minimum at 1 instead of
+    stopping on the bound, where the projected step would leave it (g(0) = 0)."""
+    def f(t):
+        return float((t[0] ** 2 - 1) ** 2)
+
+    def g(t):
+        return np.array([4 * t[0] * (t[0] ** 2 - 1)])
+
+    def crude_hessian(t, grad):  # far too flat: the full step overshoots below zero
+        return np.eye(1)
+
+    assert g(np.zeros(1))[0] == 0.0
+    problem = Problem(f, np.zeros(1), g, hessian=crude_hessian, canonical=np.abs)
+    opt = optimize(problem, np.array([2.0]), method="newton")
+    assert opt.converged and opt.theta[0] == pytest.approx(1.0, abs=1e-6)
+    # the same steps projected onto the bound stop on the stationary point
+    projected = optimize(Problem(f, np.zeros(1), g, hessian=crude_hessian), np.array([2.0]), method="newton")
+    assert projected.theta[0] == 0.0
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_canonical_theta_has_the_same_objective(formula):
+    """Negating the columns of T_k with a negative diagonal leaves ΛΛ' and the objective unchanged;
+    negating an ``even`` θ_j alone does too."""
+    model = sparselmm.LinearMixedModel(formula, random_data(4))
+    layout = model.layout
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        theta = rng.normal(size=layout.ntheta)
+        canon = layout.canonical(theta)
+        assert np.all(canon >= layout.lower_bounds)
+        np.testing.assert_allclose(np.abs(canon), np.abs(theta))
+        assert model.objective(canon) == pytest.approx(model.objective(theta), rel=1e-12)
+        for j in np.flatnonzero(layout.even):
+            flipped = theta.copy()
+            flipped[j] = -flipped[j]
+            assert model.objective(flipped) == pytest.approx(model.objective(theta), rel=1e-12)
 
 
 def test_em_warm_start_is_used_and_counted():

@@ -70,6 +70,7 @@ class ProfiledBackend:
     """The part of a backend that does not depend on how A(θ) is factored.
 
     Subclasses implement ``_factor(theta) -> (log|A|, C)``,
+    ``_forward(B) -> L⁻¹ P B`` (rows in the factor's order, as C's),
     ``_back_solve(v) -> L'⁻¹ v`` mapped back to Z's column order, and
     ``inverse_gather(theta)``; they may specialize ``_gradient_pieces``.
     """
@@ -89,6 +90,9 @@ class ProfiledBackend:
         return self.cp.XtX.shape[0]
 
     def _factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        raise NotImplementedError
+
+    def _forward(self, B: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def _back_solve(self, v: np.ndarray) -> np.ndarray:
@@ -197,6 +201,58 @@ class ProfiledBackend:
             return 2.0 * tr + n * r2 / qf
         Rinv = solve_triangular(RX, np.eye(p)) if p else np.zeros((0, 0))
         return 2.0 * tr - 2.0 * np.einsum("rs,jsr->j", Rinv @ Rinv.T, D) + (n - p) * r2 / qf
+
+    def approximate_hessian(self, theta: np.ndarray, gradient: np.ndarray | None = None) -> np.ndarray:
+        """An approximation of the objective's Hessian in θ from one factorization: the average
+        information (Gilmour, Thompson and Cullis 1995) with σ² profiled out, plus the exact
+        second-derivative term of the θ_j the objective is even in.
+
+        The observed information of −2 log L in θ is
+
+            −tr(PV_jPV_k) + 2 y'PV_jPV_kPy/σ² + tr(PV_jk) − y'PV_jkPy/σ²,
+
+        V = I + ZΛΛ'Z', V_j = ∂V/∂θ_j, P = V⁻¹ − V⁻¹X(X'V⁻¹X)⁻¹X'V⁻¹. The
+        first two terms are replaced by their mean over y ~ N(Xβ, σ²V) and
+        their value (the average information); profiling σ² = r²/ν (ν = n − p
+        for REML, n for ML) then gives
+
+            H_jk = (ν / r²) (w_j'P w_k − (r'w_j)(r'w_k) / r²),   w_j = V_j P y.
+
+        With r = P y = y − Xβ̂ − ZΛû and Λ'Z'r = û, w_j = Z c_j with
+        c_j = Λ_j û + ΛΛ_j'Z'r, and w'P w is a penalized least-squares
+        residual: w_j'w_k − z_j'z_k, z_j the forward solve of [Λ'Z'w_j; X'w_j]
+        through the factor of the augmented system: crossproducts and dim θ
+        forward solves, no n-vector and no new factorization. Where the
+        objective is even in θ_j (a diagonal alone in its column of T_k),
+        V_jj = V_j/θ_j, so the last two terms are ∂objective/∂θ_j / θ_j
+        (``gradient``, if given): the curvature of a variance near zero,
+        which the average information misses (it vanishes there as θ_j²).
+        """
+        cp, layout, p = self.cp, self.layout, self.p
+        _, C, RX, beta_hat, pwrss = self._update(theta)
+        beta = beta_hat - cp.beta_shift
+        u = self._back_solve(C[:, p] - C[:, :p] @ beta)
+        ztr = cp.Zty - cp.ZtX @ beta - cp.ZtZ @ layout.lambda_times(theta, u)  # Z'r
+        nt = layout.ntheta
+        c, d = np.zeros((layout.q, nt)), np.zeros((layout.q, nt))
+        for j in range(nt):
+            ca, cb = layout.theta_columns(j)
+            c[ca, j] = u[cb]  # Λ_j û
+            d[cb, j] = ztr[ca]  # Λ_j'Z'r
+        c += layout.lambda_times(theta, d)
+        ztw = cp.ZtZ @ c  # Z'w_j
+        z = self._forward(np.ascontiguousarray(layout.lambda_t_times(theta, ztw)))
+        zx = solve_triangular(RX, cp.ZtX.T @ c - C[:, :p].T @ z, trans="T") if p else np.zeros((0, nt))
+        wpw = c.T @ ztw - z.T @ z - zx.T @ zx
+        rw = ztr @ c
+        nu = cp.n - p if self.reml else cp.n
+        H = nu / pwrss * (wpw - np.outer(rw, rw) / pwrss)
+        H = (H + H.T) / 2
+        if gradient is not None:
+            theta = np.asarray(theta, dtype=float)
+            even = layout.even & (theta != 0)
+            H[even, even] += gradient[even] / theta[even]
+        return H
 
     def _gradient_pieces(self, theta, beta, u):
         """The three sums of the gradient, for every θ_j (Λ_j = ∂Λ/∂θ_j), with

@@ -149,6 +149,9 @@ class SparseBackend(ProfiledBackend):
         C = self.factor.solve_L(self.factor.apply_P(self.layout.lambda_t_times(theta, self._rhs)), False)
         return self.factor.logdet(), C
 
+    def _forward(self, B):
+        return self.factor.solve_L(self.factor.apply_P(B), False)
+
     def _back_solve(self, v):
         return self.factor.apply_Pt(self.factor.solve_Lt(v, False))
 

@@ -391,9 +391,12 @@ class MixedLM:
             def grad(t):
                 return model.backend.gradient(embed(t))[mask]
 
-            em = model.backend.em_step if mask.all() else None  # EM cannot hold entries fixed
+            if mask.all():
+                problem = model.problem()
+            else:  # EM, the model's Hessian and sign flips cannot hold entries fixed
+                problem = Problem(fun, lower[mask], grad)
             with fit_blas_threads(model.backend.blas_threads):
-                opt = optimize(Problem(fun, lower[mask], grad, em), theta0[mask], method=driver_method)
+                opt = optimize(problem, theta0[mask], method=driver_method)
             theta = embed(opt.theta)
             converged, message = opt.converged, opt.message
             if hist is not None:
