@@ -111,7 +111,16 @@ class ProfiledBackend:
         beta = (solve_triangular(RX, R[:p, p]) if p else np.zeros(0)) + self.cp.beta_shift
         self._theta = theta.copy()
         self._state = (logdet, C, RX, beta, float(R[p, p] ** 2))
+        self._uhat = None
         return self._state
+
+    def _spherical(self, theta: np.ndarray) -> np.ndarray:
+        """û(θ), kept for the last θ."""
+        _, C, _, beta, _ = self._update(theta)
+        if self._uhat is None:
+            p = self.p
+            self._uhat = self._back_solve(C[:, p] - C[:, :p] @ (beta - self.cp.beta_shift))
+        return self._uhat
 
     def objective(self, theta: np.ndarray) -> float:
         """ML deviance or REML criterion at θ."""
@@ -127,7 +136,7 @@ class ProfiledBackend:
             theta=np.array(theta, dtype=float),
             objective=self.objective(theta),
             beta=beta,
-            u=self._back_solve(C[:, p] - C[:, :p] @ (beta - self.cp.beta_shift)),
+            u=self._spherical(theta),
             pwrss=pwrss,
             RX=RX,
             sigma2=pwrss / (n - p if self.reml else n),
@@ -195,7 +204,7 @@ class ProfiledBackend:
         beta = beta_hat if beta is None else np.asarray(beta, dtype=float)
         qf = self.weighted_rss(theta, beta)
         beta_e = beta - self.cp.beta_shift  # coordinates of the shifted response
-        u = self._back_solve(C[:, p] - C[:, :p] @ beta_e)
+        u = self._spherical(theta) if beta is beta_hat else self._back_solve(C[:, p] - C[:, :p] @ beta_e)
         tr, r2, D = self._gradient_pieces(np.asarray(theta, dtype=float), beta_e, u)
         if not self.reml:
             return 2.0 * tr + n * r2 / qf
@@ -228,10 +237,23 @@ class ProfiledBackend:
         (``gradient``, if given): the curvature of a variance near zero,
         which the average information misses (it vanishes there as θ_j²).
         """
+        _, _, RX, beta_hat, pwrss = self._update(theta)
+        ww, xw, rw = self._information_pieces(theta, beta_hat - self.cp.beta_shift, self._spherical(theta))
+        zx = solve_triangular(RX, xw, trans="T") if self.p else xw
+        nu = self.cp.n - self.p if self.reml else self.cp.n
+        H = nu / pwrss * (ww - zx.T @ zx - np.outer(rw, rw) / pwrss)
+        H = (H + H.T) / 2
+        if gradient is not None:
+            theta = np.asarray(theta, dtype=float)
+            even = self.layout.even & (theta != 0)
+            H[even, even] += gradient[even] / theta[even]
+        return H
+
+    def _information_pieces(self, theta, beta, u):
+        """The sums of :meth:`approximate_hessian` (β in the stored response's coordinates, u = û):
+        ``ww = c'Z'Zc − z'z``, ``xw = X'Zc − C_X'z`` and ``rw = c'Z'r`` for the columns c_j, z_j."""
         cp, layout, p = self.cp, self.layout, self.p
-        _, C, RX, beta_hat, pwrss = self._update(theta)
-        beta = beta_hat - cp.beta_shift
-        u = self._back_solve(C[:, p] - C[:, :p] @ beta)
+        _, C, _, _, _ = self._update(theta)
         ztr = cp.Zty - cp.ZtX @ beta - cp.ZtZ @ layout.lambda_times(theta, u)  # Z'r
         nt = layout.ntheta
         c, d = np.zeros((layout.q, nt)), np.zeros((layout.q, nt))
@@ -242,17 +264,7 @@ class ProfiledBackend:
         c += layout.lambda_times(theta, d)
         ztw = cp.ZtZ @ c  # Z'w_j
         z = self._forward(np.ascontiguousarray(layout.lambda_t_times(theta, ztw)))
-        zx = solve_triangular(RX, cp.ZtX.T @ c - C[:, :p].T @ z, trans="T") if p else np.zeros((0, nt))
-        wpw = c.T @ ztw - z.T @ z - zx.T @ zx
-        rw = ztr @ c
-        nu = cp.n - p if self.reml else cp.n
-        H = nu / pwrss * (wpw - np.outer(rw, rw) / pwrss)
-        H = (H + H.T) / 2
-        if gradient is not None:
-            theta = np.asarray(theta, dtype=float)
-            even = layout.even & (theta != 0)
-            H[even, even] += gradient[even] / theta[even]
-        return H
+        return c.T @ ztw - z.T @ z, cp.ZtX.T @ c - C[:, :p].T @ z, ztr @ c
 
     def _gradient_pieces(self, theta, beta, u):
         """The three sums of the gradient, for every θ_j (Λ_j = ∂Λ/∂θ_j), with

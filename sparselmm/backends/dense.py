@@ -144,6 +144,14 @@ class DenseBackend(ProfiledBackend):
             self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
             self.layout.ntheta, self._nchunks)
 
+    def _information_pieces(self, theta, beta, u):
+        """The average information's sums from the per-group Numba kernel (``kernels.dense_information``)."""
+        self._update(theta)
+        return self._kernel(kernels.dense_information)(
+            self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._lterm, self._lcomp, self._toff,
+            self.layout.p, self.layout.tindex[0], self._L, self._C, beta, np.ascontiguousarray(u[self._order]),
+            self.layout.ntheta, self._nchunks)
+
     def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Columns of A⁻¹: nonzero only on the rows of each column's own group."""
         gather = self.inverse_gather(theta)

@@ -276,4 +276,110 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
     return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0)
 
 
-with_serial_twins(dense_factor, dense_forward_solve, dense_back_solve, dense_inverse, dense_gradient)
+@nb.njit(cache=True, inline="always")
+def _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ww, xw,
+                       rw, ztr, c, w, z):
+    """Add group g's terms of the average information (see :func:`dense_information`); the last four
+    are workspace."""
+    lo, hi = gptr[g], gptr[g + 1]
+    q = hi - lo
+    z0 = zoff[g]
+    nfe = len(beta)
+    nt = c.shape[1]
+    # Z'r = Z'y − Z'Xβ − Z'ZΛu, with Λu in w[:, 0]
+    for i in range(q):
+        s = 0.0
+        for k in range(q):
+            s += lam[z0 + i * q + k] * u[lo + k]
+        w[i, 0] = s
+    for i in range(q):
+        s = ztxy[lo + i, nfe]
+        for f in range(nfe):
+            s -= ztxy[lo + i, f] * beta[f]
+        for k in range(q):
+            s -= ztz[z0 + i * q + k] * w[k, 0]
+        ztr[i] = s
+    # c_t = Λ_t u + Λ Λ_t'Z'r, with Λ_t'Z'r gathered in z first
+    for i in range(q):
+        for t in range(nt):
+            c[i, t] = 0.0
+            z[i, t] = 0.0
+    for jb in range(q):
+        k = lterm[lo + jb]
+        b = lcomp[lo + jb]
+        for a in range(b, p[k]):
+            t = tindex[toff[k] + a * p[k] + b]
+            if t >= 0:
+                ja = jb - b + a
+                c[ja, t] += u[lo + jb]
+                z[jb, t] += ztr[ja]
+    for i in range(q):
+        for t in range(nt):
+            s = 0.0
+            for k in range(q):
+                s += lam[z0 + i * q + k] * z[k, t]
+            c[i, t] += s
+    # w = Z'Z c; z = L⁻¹ Λ'w
+    for i in range(q):
+        for t in range(nt):
+            s = 0.0
+            for k in range(q):
+                s += ztz[z0 + i * q + k] * c[k, t]
+            w[i, t] = s
+    for t in range(nt):
+        for i in range(q):
+            s = 0.0
+            for k in range(q):
+                s += lam[z0 + k * q + i] * w[k, t]
+            for k in range(i):
+                s -= Lbuf[z0 + i * q + k] * z[k, t]
+            z[i, t] = s / Lbuf[z0 + i * q + i]
+    for t1 in range(nt):
+        s = 0.0
+        for i in range(q):
+            s += ztr[i] * c[i, t1]
+        rw[t1] += s
+        for t2 in range(nt):
+            s = 0.0
+            for i in range(q):
+                s += c[i, t1] * w[i, t2] - z[i, t1] * z[i, t2]
+            ww[t1, t2] += s
+        for f in range(nfe):
+            s = 0.0
+            for i in range(q):
+                s += ztxy[lo + i, f] * c[i, t1] - Cbuf[lo + i, f] * z[i, t1]
+            xw[f, t1] += s
+
+
+@nb.njit(cache=True, parallel=True)
+def dense_information(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ntheta,
+                      nchunks):
+    """Per-θ sums over groups of the average information's pieces (``ProfiledBackend.approximate_hessian``).
+
+    With r the residual, c_t = Λ_t û + ΛΛ_t'Z'r (w_t = Z c_t) and z_t = L⁻¹Λ'Z'w_t:
+
+    * ``ww[s, t] = c_s'Z'Z c_t − z_s'z_t``
+    * ``xw[:, t] = Z'X' c_t − C_X' z_t``     (C_X = L⁻¹Λ'Z'X, the factor's Cbuf)
+    * ``rw[t]    = (Z'r)' c_t``
+
+    ``u`` is û and β is in the coordinates of the stored response, as in
+    :func:`dense_gradient`. Returns ``(ww, xw, rw)``.
+    """
+    m = len(gptr) - 1
+    nfe = len(beta)
+    qmax = _max_group(gptr)
+    ww = np.zeros((nchunks, ntheta, ntheta))
+    xw = np.zeros((nchunks, nfe, ntheta))
+    rw = np.zeros((nchunks, ntheta))
+    for ch in nb.prange(nchunks):
+        ztr = np.empty(qmax)
+        c = np.empty((qmax, ntheta))
+        w = np.empty((qmax, max(ntheta, 1)))
+        z = np.empty((qmax, ntheta))
+        for g in range(ch * m // nchunks, (ch + 1) * m // nchunks):
+            _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u,
+                               ww[ch], xw[ch], rw[ch], ztr, c, w, z)
+    return ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
+
+
+with_serial_twins(dense_factor, dense_forward_solve, dense_information, dense_back_solve, dense_inverse, dense_gradient)
