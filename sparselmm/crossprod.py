@@ -124,7 +124,8 @@ def _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks
                         marker[B2] = B
                         blist[nb_] = B2
                         nb_ += 1
-            blocks = np.sort(blist[:nb_])
+            blocks = blist[:nb_]
+            blocks.sort()  # in place: no allocation per block
             nrows, p = counts[B], bsize[B]
             at = 0
             for t in range(nb_):

@@ -168,7 +168,7 @@ def random_term(rt: RandomTerm, data: pd.DataFrame, spec=None) -> tuple[ReTerm, 
         columns=tuple(r_name(c) for c in mm.columns),
         levels=levels,
         codes=codes,
-        X=np.ascontiguousarray(mm.to_numpy(dtype=float)),
+        X=mm.to_numpy(dtype=float),
     )
     return term, mm.model_spec
 

@@ -22,6 +22,7 @@ from .driver import Problem, optimize
 from .errors import ConvergenceWarning, SingularFitWarning
 from .frame import ModelFrame, model_frame
 from .lapack import fit_blas_threads, other_blas_single_threaded
+from .memory import without_hugepage_advice
 from .results import LMMResults
 
 
@@ -52,7 +53,7 @@ class LinearMixedModel:
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
                  backend: str = "auto", max_memory: float | None = None):
         start = time.perf_counter()
-        with other_blas_single_threaded():
+        with other_blas_single_threaded(), without_hugepage_advice():
             frame = model_frame(formula, data, missing=missing)
         self._setup(formula, frame, reml, backend, None, max_memory, start)
 
@@ -74,7 +75,7 @@ class LinearMixedModel:
         self.reml = reml
         self.frame = frame
         self.layout = Layout(frame.terms)
-        with other_blas_single_threaded():
+        with other_blas_single_threaded(), without_hugepage_advice():
             self.crossprod = crossproducts(self.layout, frame.X, frame.y)
             self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
         self.setup_seconds = time.perf_counter() - start
@@ -110,7 +111,7 @@ class LinearMixedModel:
         """
         start = time.perf_counter()
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-        with fit_blas_threads(self.backend.blas_threads):
+        with fit_blas_threads(self.backend.blas_threads), without_hugepage_advice():
             opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
         if not opt.converged:

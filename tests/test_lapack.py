@@ -53,3 +53,20 @@ def test_fit_blas_threads_sets_and_restores_the_system_count():
     with lapack.fit_blas_threads(1):
         assert get() == 1
     assert get() == before
+
+
+def test_hugepage_advice_is_off_inside_and_restored():
+    from sparselmm.memory import _set_hugepage_advice, without_hugepage_advice
+
+    if _set_hugepage_advice is None:
+        pytest.skip("this numpy has no hugepage switch")
+    before = _set_hugepage_advice(True)
+    try:
+        with without_hugepage_advice():
+            assert _set_hugepage_advice(False) is False  # it was off inside (and stays off)
+        assert _set_hugepage_advice(True) is True  # restored on the way out
+        with pytest.raises(RuntimeError), without_hugepage_advice():
+            raise RuntimeError
+        assert _set_hugepage_advice(True) is True  # restored after an error too
+    finally:
+        _set_hugepage_advice(before)

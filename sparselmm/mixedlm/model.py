@@ -20,6 +20,7 @@ from ..driver import Problem, optimize
 from ..errors import ConvergenceWarning, DataError
 from ..frame import ModelFrame
 from ..lapack import fit_blas_threads
+from ..memory import without_hugepage_advice
 from ..model import LinearMixedModel
 from .params import MixedLMParams, ThetaMap
 from .results import MixedLMResults
@@ -395,7 +396,7 @@ class MixedLM:
                 problem = model.problem()
             else:  # EM, the model's Hessian and sign flips cannot hold entries fixed
                 problem = Problem(fun, lower[mask], grad)
-            with fit_blas_threads(model.backend.blas_threads):
+            with fit_blas_threads(model.backend.blas_threads), without_hugepage_advice():
                 opt = optimize(problem, theta0[mask], method=driver_method)
             theta = embed(opt.theta)
             converged, message = opt.converged, opt.message
