@@ -47,33 +47,44 @@ class Crossprod:
     beta_shift: np.ndarray
 
 
-@nb.njit(cache=True)
-def _rows_by_block(blk, X, nblocks):
+@nb.njit(cache=True, parallel=True)
+def _rows_by_block(blk, X, nblocks, nchunks):
     """Every level block's rows, gathered (a counting sort): ``(ptr, gblk, gX)``.
 
     Rows ``ptr[B]:ptr[B+1]`` of ``gblk`` and ``gX`` are the block ids and model
     columns of block B's rows, so the passes over a block's rows read in order.
+    The rows are split into ``nchunks`` contiguous chunks, counted and placed
+    in parallel (each chunk's rows of a block after the earlier chunks').
     """
     n, K = blk.shape
-    counts = np.zeros(nblocks + 1, dtype=np.int64)
-    for r in range(n):
-        for k in range(K):
-            if blk[r, k] >= 0:
-                counts[blk[r, k] + 1] += 1
-    ptr = np.cumsum(counts)
+    counts = np.zeros((nchunks, nblocks), dtype=np.int64)
+    for c in nb.prange(nchunks):
+        for r in range(c * n // nchunks, (c + 1) * n // nchunks):
+            for k in range(K):
+                if blk[r, k] >= 0:
+                    counts[c, blk[r, k]] += 1
+    ptr = np.zeros(nblocks + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(counts.sum(axis=0))
+    nxt = np.empty((nchunks, nblocks), dtype=np.int64)
+    for b in range(nblocks):
+        at = ptr[b]
+        for c in range(nchunks):
+            nxt[c, b] = at
+            at += counts[c, b]
     gblk = np.empty((ptr[-1], K), dtype=blk.dtype)
     gX = np.empty((ptr[-1], X.shape[1]))
-    nxt = ptr[:-1].copy()
-    for r in range(n):
-        for k in range(K):
-            b = blk[r, k]
-            if b >= 0:
-                x = nxt[b]
-                nxt[b] += 1
-                for k2 in range(K):
-                    gblk[x, k2] = blk[r, k2]
-                for j in range(X.shape[1]):
-                    gX[x, j] = X[r, j]
+    for c in nb.prange(nchunks):
+        cur = nxt[c]
+        for r in range(c * n // nchunks, (c + 1) * n // nchunks):
+            for k in range(K):
+                b = blk[r, k]
+                if b >= 0:
+                    x = cur[b]
+                    cur[b] += 1
+                    for k2 in range(K):
+                        gblk[x, k2] = blk[r, k2]
+                    for j in range(X.shape[1]):
+                        gX[x, j] = X[r, j]
     return ptr, gblk, gX
 
 
@@ -186,7 +197,9 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     boff = np.concatenate([[0], np.cumsum(layout.nlevels)]).astype(np.int64)
     # block of each row in each term (blocks numbered term by term), -1 where the row's term
     # columns are all zero: such a row links nothing; and the terms' model columns side by side
-    blk = np.empty((n, K), dtype=np.int64)
+    if boff[-1] > np.iinfo(np.int32).max:
+        raise ValueError(f"{boff[-1]:,} levels in all: more than 32-bit indices hold")
+    blk = np.empty((n, K), dtype=np.int32)
     Xz = np.empty((n, int(xoff[-1])))
     for k, t in enumerate(terms):
         np.add(t.codes, boff[k], out=blk[:, k])
@@ -196,7 +209,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     bsize = layout.p[bterm]
     bcol = np.concatenate([layout.col_offset[k] + np.arange(t.nlevels) * t.p for k, t in enumerate(terms)])
     bcol = bcol.astype(np.int64)
-    ptr, gblk, gX = _rows_by_block(blk, Xz, int(boff[-1]))
+    ptr, gblk, gX = _rows_by_block(blk, Xz, int(boff[-1]), nb.get_num_threads())
     nchunks = 8 * nb.get_num_threads()
     counts = _block_rows(gblk, bsize, ptr, nchunks)
     sizes = bsize * counts

@@ -117,6 +117,7 @@ class BlockedBackend(ProfiledBackend):
         order = kernels.counting_order(rows, m)
         self._rptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=m))]).astype(np.int64)
         self._rpos, self._rcol = pos[order], cols[order]
+        self._rval = np.empty(len(self._rpos))  # L21's values by rows, refilled by each Schur pass
         self._aval = np.empty(len(lidx))
         self._lval = np.zeros(len(lidx))
         self._S = np.empty((m, m), order="F")
@@ -142,7 +143,7 @@ class BlockedBackend(ProfiledBackend):
         logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
         self._w = 1.0 / self._lval[lptr[:q1]] ** 2 if p1 == 1 else np.zeros(0)  # 1 / L11², the weights of M
         self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol, self._w, self._S,
-                    self._M, self._nchunks)
+                    self._M, self._rval, self._nchunks)
         cholesky(self._S, lower=True)
         logdet += 2.0 * np.log(np.diagonal(self._S)).sum()
         self._z22_theta = self._inverse_theta = None
@@ -150,7 +151,7 @@ class BlockedBackend(ProfiledBackend):
 
     def _forward(self, B):
         """L⁻¹ B (B: q × k), overwritten."""
-        self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rpos, self._rcol, B)
+        self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rval, self._rcol, B)
         q1 = self._q1
         if B.shape[0] > q1:
             B[q1:] = triangular_solve(self._S, B[q1:], lower=True)

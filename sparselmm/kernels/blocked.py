@@ -120,8 +120,9 @@ def blocked_leading(lptr, lidx, aval, q1, p1, lval):
 
 
 @nb.njit(cache=True, parallel=True)
-def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, w, S, M, nchunks):
-    """S = A22 + I − L21 L21' and, if M has rows, M = Σ_c w_c L21[:, c] L21[:, c]', lower triangles.
+def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, w, S, M, rval, nchunks):
+    """S = A22 + I − L21 L21' and, if M has rows, M = Σ_c w_c L21[:, c] L21[:, c]', lower triangles;
+    and L21's values by rows into ``rval`` (``rval[x] = lval[rpos[x]]``, for the forward solves).
 
     Column by column (m × m, Fortran order): column r's entries of A22,
     then, for every column c of L21 with a row q1 + r, L21[s, c] L21[r, c]
@@ -146,6 +147,7 @@ def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, w, S, M, nchunks
             for x in range(rptr[r], rptr[r + 1]):
                 e = rpos[x]
                 v = lval[e]
+                rval[x] = v
                 if gram:
                     vw = v * w[rcol[x]]
                     for f in range(e, lptr[rcol[x] + 1]):
@@ -172,8 +174,11 @@ def lower_inner(A, B):
 
 
 @nb.njit(cache=True, parallel=True)
-def blocked_forward(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, B):
-    """B1 ← L11⁻¹ B1, then B2 ← B2 − L21 B1, in place (B: q × k); L22⁻¹ is left to the caller."""
+def blocked_forward(lptr, lidx, lval, q1, p1, rptr, rval, rcol, B):
+    """B1 ← L11⁻¹ B1, then B2 ← B2 − L21 B1, in place (B: q × k); L22⁻¹ is left to the caller.
+
+    L21 by rows: row r's entries are ``rval[rptr[r]:rptr[r+1]]`` in columns ``rcol``
+    (read in order; :func:`blocked_schur` writes them)."""
     nl, k = q1 // p1, B.shape[1]
     for i in nb.prange(nl):
         c0 = i * p1
@@ -186,7 +191,7 @@ def blocked_forward(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, B):
     m = B.shape[0] - q1
     for r in nb.prange(m):
         for x in range(rptr[r], rptr[r + 1]):
-            v = lval[rpos[x]]
+            v = rval[x]
             for j in range(k):
                 B[q1 + r, j] -= v * B[rcol[x], j]
 

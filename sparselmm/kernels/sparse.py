@@ -39,7 +39,10 @@ def _lambda_map_pass(indptr, indices, term, comp, p, tindex, toff, fill, ptr, lp
                         continue
                     if fill:
                         col = c0 + b2
-                        src[m] = _find(indices, indptr[col], indptr[col + 1], r0 + a2)
+                        if col == c and a2 == a:  # the entry itself (always, for scalar terms)
+                            src[m] = k
+                        else:
+                            src[m] = _find(indices, indptr[col], indptr[col + 1], r0 + a2)
                         t1[m] = i1
                         t2[m] = i2
                     m += 1
