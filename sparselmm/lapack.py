@@ -15,12 +15,13 @@ import ctypes
 import ctypes.util
 import os
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpotrf as _scipy_dpotrf
 from scipy.linalg.lapack import dpotri as _scipy_dpotri
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 
 _INT = ctypes.POINTER(ctypes.c_int)
@@ -64,25 +65,31 @@ def _thread_control():
 _THREADS = _thread_control()
 
 
-def _system_path() -> str | None:
+def _system_path(blas: list[dict]) -> str | None:
     """File of the system OpenBLAS as threadpoolctl names it (the library ``openblas_set_num_threads`` acts on)."""
     if _THREADS is None:
         return None
-    for info in threadpool_info():
+    for info in blas:
         if info["internal_api"] == "openblas" and "scipy_openblas" not in info["filepath"]:
             return info["filepath"]
     return None
 
 
-_SYSTEM_PATH = _system_path()
+@lru_cache(maxsize=1)
+def _other_blas() -> ThreadpoolController:
+    """numpy's and scipy's own BLAS: every BLAS in the process but the system's.
+
+    threadpoolctl finds them by scanning the process's libraries (~3 ms);
+    done once, on first use, when numpy and scipy are loaded.
+    """
+    controller = ThreadpoolController()
+    blas = [info for info in controller.info() if info["user_api"] == "blas"]
+    system = _system_path(blas)
+    return controller.select(filepath=[info["filepath"] for info in blas if info["filepath"] != system])
+
+
 _SCIPY = {"dpotrf": lambda a, lower: _scipy_dpotrf(a, lower=lower, overwrite_a=1, clean=0),
           "dpotri": lambda a, lower: _scipy_dpotri(a, lower=lower, overwrite_c=1)}
-
-
-def _other_blas() -> dict:
-    """``{prefix: 1}`` for every BLAS in the process but the system's (numpy's and scipy's own OpenBLAS)."""
-    return {info["prefix"]: 1 for info in threadpool_info()
-            if info["user_api"] == "blas" and info["filepath"] != _SYSTEM_PATH}
 
 
 @contextmanager
@@ -94,7 +101,7 @@ def other_blas_single_threaded():
     call: InstEval's first dense factor took 60–100 ms after the model frame's
     QR instead of 6 ms.
     """
-    with threadpool_limits(limits=_other_blas()):
+    with _other_blas().limit(limits=1):
         yield
 
 

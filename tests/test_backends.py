@@ -67,6 +67,10 @@ def assert_agree(a, b, rng):
         ga, gb = a.backend.gradient(theta), b.backend.gradient(theta)
         # a gradient that vanishes (θ = 0 for every term) is rounding on either side
         np.testing.assert_allclose(ga, gb, rtol=1e-8, atol=1e-9 * np.abs(gb).max() + 1e-12 * abs(fb))
+        for sa_, sb_ in zip(a.backend.level_block_sums(theta), b.backend.level_block_sums(theta)):
+            np.testing.assert_allclose(sa_, sb_, rtol=1e-9, atol=1e-12)
+        Ha, Hb = a.backend.approximate_hessian(theta, gb), b.backend.approximate_hessian(theta, gb)
+        np.testing.assert_allclose(Ha, Hb, rtol=1e-7, atol=1e-9 * np.abs(Hb).max())
 
 
 def assert_agrees_with_sparse(design, backend):

@@ -144,6 +144,13 @@ class DenseBackend(ProfiledBackend):
             self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
             self.layout.ntheta, self._nchunks)
 
+    def _level_block_sums(self, theta):
+        """Σ_l A⁻¹_ll per term from the per-group inverses (``kernels.dense_level_sums``)."""
+        self._update(theta)
+        sums = self._kernel(kernels.dense_level_sums)(self._gptr, self._zoff, self._L, self._lterm, self._lcomp,
+                                                      self.layout.p, self._nchunks)
+        return [sums[k, :p, :p] for k, p in enumerate(self.layout.p)]
+
     def _information_pieces(self, theta, beta, u):
         """The average information's sums from the per-group Numba kernel (``kernels.dense_information``)."""
         self._update(theta)

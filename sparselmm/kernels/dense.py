@@ -175,6 +175,28 @@ def dense_inverse(gptr, zoff, Lbuf, out):
                 out[z0 + i * q + j] = Ainv[i, j]
 
 
+@nb.njit(cache=True, parallel=True)
+def dense_level_sums(gptr, zoff, Lbuf, lterm, lcomp, p, nchunks):
+    """Per term k, Σ over its levels of the blocks A⁻¹_ll (p_k × p_k, in ``out[k, :p_k, :p_k]``)."""
+    m = len(gptr) - 1
+    qmax = _max_group(gptr)
+    pmax = 0
+    for k in range(len(p)):
+        pmax = max(pmax, p[k])
+    out = np.zeros((nchunks, len(p), pmax, pmax))
+    for ch in nb.prange(nchunks):
+        Linv = np.empty((qmax, qmax))
+        Ainv = np.empty((qmax, qmax))
+        for g in range(ch * m // nchunks, (ch + 1) * m // nchunks):
+            lo, q = gptr[g], gptr[g + 1] - gptr[g]
+            _group_inverse(Lbuf, zoff[g], q, Linv, Ainv)
+            for i in range(q):
+                k, a = lterm[lo + i], lcomp[lo + i]
+                for b in range(p[k]):
+                    out[ch, k, a, b] += Ainv[i, i - a + b]
+    return out.sum(axis=0)
+
+
 @nb.njit(cache=True, inline="always")
 def _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
                     Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
@@ -382,4 +404,4 @@ def dense_information(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex,
     return ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
 
 
-with_serial_twins(dense_factor, dense_forward_solve, dense_information, dense_back_solve, dense_inverse, dense_gradient)
+with_serial_twins(dense_factor, dense_forward_solve, dense_information, dense_level_sums, dense_back_solve, dense_inverse, dense_gradient)
