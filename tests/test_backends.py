@@ -70,7 +70,7 @@ def assert_agree(a, b, rng):
         for sa_, sb_ in zip(a.backend.level_block_sums(theta), b.backend.level_block_sums(theta)):
             np.testing.assert_allclose(sa_, sb_, rtol=1e-9, atol=1e-12)
         Ha, Hb = a.backend.approximate_hessian(theta, gb), b.backend.approximate_hessian(theta, gb)
-        np.testing.assert_allclose(Ha, Hb, rtol=1e-7, atol=1e-9 * np.abs(Hb).max())
+        np.testing.assert_allclose(Ha, Hb, rtol=1e-7, atol=1e-9 * np.abs(Hb).max() + 1e-12 * abs(fb))
 
 
 def assert_agrees_with_sparse(design, backend):
