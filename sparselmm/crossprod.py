@@ -160,18 +160,22 @@ def _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks
                                 data[o + i] += v * gX[x, xoff[k2] + i]
 
 
-@nb.njit(cache=True)
-def _ztv(blk, X, xoff, bsize, bcol, V, out):
-    """out = Z'V (q × m) for the n × m matrix V."""
+@nb.njit(cache=True, parallel=True)
+def _ztv(blk, X, xoff, bsize, bcol, V, q, nchunks):
+    """Z'V (q × m) for the n × m matrix V: chunks of rows in parallel, each into its own sum."""
     n, K = blk.shape
-    for r in range(n):
-        for k in range(K):
-            B = blk[r, k]
-            if B >= 0:
-                for j in range(bsize[B]):
-                    v = X[r, xoff[k] + j]
-                    for s in range(V.shape[1]):
-                        out[bcol[B] + j, s] += v * V[r, s]
+    parts = np.zeros((nchunks, q, V.shape[1]))
+    for c in nb.prange(nchunks):
+        out = parts[c]
+        for r in range(c * n // nchunks, (c + 1) * n // nchunks):
+            for k in range(K):
+                B = blk[r, k]
+                if B >= 0:
+                    for j in range(bsize[B]):
+                        v = X[r, xoff[k] + j]
+                        for s in range(V.shape[1]):
+                            out[bcol[B] + j, s] += v * V[r, s]
+    return parts.sum(axis=0)
 
 
 def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
@@ -228,8 +232,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     ZtZ.has_sorted_indices = True
     V = np.empty((n, X.shape[1] + 1))
     V[:, :-1], V[:, -1] = X, y
-    ZtV = np.zeros((layout.q, V.shape[1]))
-    _ztv(blk, Xz, xoff, bsize, bcol, V, ZtV)
+    ZtV = _ztv(blk, Xz, xoff, bsize, bcol, V, layout.q, nb.get_num_threads())
     return Crossprod(
         ZtZ=ZtZ,
         ZtX=ZtV[:, :-1].copy(),

@@ -104,6 +104,7 @@ class DenseBackend(ProfiledBackend):
         self._lam_index = kernels.dense_lambda_index(self._gptr, self._zoff, self._lterm, self._lcomp, self._toff,
                                                      layout.p)
         self._nchunks = 4 * nb.get_num_threads()
+        self._info = None
 
     @property
     def ngroups(self) -> int:
@@ -136,13 +137,22 @@ class DenseBackend(ProfiledBackend):
         self._kernel(kernels.dense_back_solve)(self._gptr, self._zoff, self._L, np.ascontiguousarray(v), out)
         return out[self._loc]
 
-    def _gradient_pieces(self, theta, beta, u):
-        """The gradient sums from the per-group Numba kernel (``kernels.dense_gradient``)."""
+    def _derivatives(self, theta, beta, u, info):
+        """The per-group kernel's sums (``kernels.dense_gradient``); with ``info``, the average
+        information's too, kept for this θ (the driver asks for it right after the gradient)."""
         self._update(theta)  # the factor, and Λ_g, at θ
-        return self._kernel(kernels.dense_gradient)(
+        out = self._kernel(kernels.dense_gradient)(
             self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._lterm, self._lcomp,
-            self._toff, self.layout.p, self.layout.tindex[0], self._L, beta, np.ascontiguousarray(u[self._order]),
-            self.layout.ntheta, self._nchunks)
+            self._toff, self.layout.p, self.layout.tindex[0], self._L, self._C, beta,
+            np.ascontiguousarray(u[self._order]), self.layout.ntheta, info, self._nchunks)
+        if info:
+            self._info = (self._theta, out[3:])
+        return out
+
+    def _gradient_pieces(self, theta, beta, u):
+        """The gradient sums from the per-group kernel; at β̂ the average information's as well."""
+        at_hat = np.array_equal(beta, self._update(theta)[3] - self.cp.beta_shift)
+        return self._derivatives(theta, beta, u, at_hat)[:3]
 
     def _level_block_sums(self, theta):
         """Σ_l A⁻¹_ll per term from the per-group inverses (``kernels.dense_level_sums``)."""
@@ -152,12 +162,11 @@ class DenseBackend(ProfiledBackend):
         return [sums[k, :p, :p] for k, p in enumerate(self.layout.p)]
 
     def _information_pieces(self, theta, beta, u):
-        """The average information's sums from the per-group Numba kernel (``kernels.dense_information``)."""
+        """The average information's sums: kept from the gradient at this θ, or from the kernel."""
         self._update(theta)
-        return self._kernel(kernels.dense_information)(
-            self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._lterm, self._lcomp, self._toff,
-            self.layout.p, self.layout.tindex[0], self._L, self._C, beta, np.ascontiguousarray(u[self._order]),
-            self.layout.ntheta, self._nchunks)
+        if self._info is not None and self._info[0] is self._theta:
+            return self._info[1]
+        return self._derivatives(theta, beta, u, True)[3:]
 
     def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Columns of A⁻¹: nonzero only on the rows of each column's own group."""

@@ -264,44 +264,10 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex
                     gD[t, rr, ss] += brow * MX[jb, ss]
 
 
-@nb.njit(cache=True, parallel=True)
-def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, ntheta, nchunks):
-    """Per-θ sums over groups of the three gradient pieces (DESIGN.md §4).
-
-    For θ_j with Λ_j = ∂Λ/∂θ_j, summed over groups:
-
-    * ``tr[j]  = tr(A⁻¹ Λ'Z'Z Λ_j)``            (half of ∂log|A|/∂θ_j)
-    * ``r2[j]  = −2 (Z'y − Z'Xβ̂ − Z'ZΛû)' Λ_j û``  (= ∂r²/∂θ_j)
-    * ``D[j]   = (Λ_j'Z'V₀⁻¹X)' A⁻¹Λ'Z'X``         (∂(X'V₀⁻¹X)/∂θ_j = −(D + D'))
-
-    ``u`` is û in the local (group) column order. Groups are split into
-    ``nchunks`` chunks, each with its own workspace and partial sums.
-    Returns ``(tr, r2, D)``.
-    """
-    m = len(gptr) - 1
-    nfe = len(beta)
-    qmax = _max_group(gptr)
-    gtr = np.zeros((nchunks, ntheta))
-    gr2 = np.zeros((nchunks, ntheta))
-    gD = np.zeros((nchunks, ntheta, nfe, nfe))
-    for c in nb.prange(nchunks):
-        Linv = np.empty((qmax, qmax))
-        Ainv = np.empty((qmax, qmax))
-        LtZtZ = np.empty((qmax, qmax))
-        LtZtX = np.empty((qmax, nfe))
-        MX = np.empty((qmax, nfe))
-        LMX = np.empty((qmax, nfe))
-        Lu = np.empty(qmax)
-        for g in range(c * m // nchunks, (c + 1) * m // nchunks):
-            _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u,
-                            gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
-    return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0)
-
-
 @nb.njit(cache=True, inline="always")
 def _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ww, xw,
                        rw, ztr, c, w, z):
-    """Add group g's terms of the average information (see :func:`dense_information`); the last four
+    """Add group g's terms of the average information (see :func:`dense_gradient`); the last four
     are workspace."""
     lo, hi = gptr[g], gptr[g + 1]
     q = hi - lo
@@ -374,34 +340,58 @@ def _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tin
 
 
 @nb.njit(cache=True, parallel=True)
-def dense_information(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ntheta,
-                      nchunks):
-    """Per-θ sums over groups of the average information's pieces (``ProfiledBackend.approximate_hessian``).
+def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ntheta, info,
+                   nchunks):
+    """Per-θ sums over groups of the three gradient pieces (DESIGN.md §4), and, if ``info``, of the
+    average information's.
 
-    With r the residual, c_t = Λ_t û + ΛΛ_t'Z'r (w_t = Z c_t) and z_t = L⁻¹Λ'Z'w_t:
+    For θ_j with Λ_j = ∂Λ/∂θ_j, summed over groups:
 
-    * ``ww[s, t] = c_s'Z'Z c_t − z_s'z_t``
-    * ``xw[:, t] = Z'X' c_t − C_X' z_t``     (C_X = L⁻¹Λ'Z'X, the factor's Cbuf)
-    * ``rw[t]    = (Z'r)' c_t``
+    * ``tr[j]  = tr(A⁻¹ Λ'Z'Z Λ_j)``            (half of ∂log|A|/∂θ_j)
+    * ``r2[j]  = −2 (Z'y − Z'Xβ̂ − Z'ZΛû)' Λ_j û``  (= ∂r²/∂θ_j)
+    * ``D[j]   = (Λ_j'Z'V₀⁻¹X)' A⁻¹Λ'Z'X``         (∂(X'V₀⁻¹X)/∂θ_j = −(D + D'))
 
-    ``u`` is û and β is in the coordinates of the stored response, as in
-    :func:`dense_gradient`. Returns ``(ww, xw, rw)``.
+    and with r the residual, c_j = Λ_j û + ΛΛ_j'Z'r (w_j = Z c_j), z_j = L⁻¹Λ'Z'w_j
+    (``ProfiledBackend.approximate_hessian``):
+
+    * ``ww[i, j] = c_i'Z'Z c_j − z_i'z_j``
+    * ``xw[:, j] = X'Z c_j − C_X' z_j``     (C_X = L⁻¹Λ'Z'X, the factor's Cbuf)
+    * ``rw[j]    = (Z'r)' c_j``
+
+    ``u`` is û in the local (group) column order, β in the stored response's
+    coordinates. One pass: the information costs little more than the
+    gradient once a group's blocks are in cache. Groups are split into
+    ``nchunks`` chunks, each with its own workspace and partial sums.
+    Returns ``(tr, r2, D, ww, xw, rw)`` (the last three zero without ``info``).
     """
     m = len(gptr) - 1
     nfe = len(beta)
     qmax = _max_group(gptr)
+    gtr = np.zeros((nchunks, ntheta))
+    gr2 = np.zeros((nchunks, ntheta))
+    gD = np.zeros((nchunks, ntheta, nfe, nfe))
     ww = np.zeros((nchunks, ntheta, ntheta))
     xw = np.zeros((nchunks, nfe, ntheta))
     rw = np.zeros((nchunks, ntheta))
-    for ch in nb.prange(nchunks):
+    for c in nb.prange(nchunks):
+        Linv = np.empty((qmax, qmax))
+        Ainv = np.empty((qmax, qmax))
+        LtZtZ = np.empty((qmax, qmax))
+        LtZtX = np.empty((qmax, nfe))
+        MX = np.empty((qmax, nfe))
+        LMX = np.empty((qmax, nfe))
+        Lu = np.empty(qmax)
         ztr = np.empty(qmax)
-        c = np.empty((qmax, ntheta))
-        w = np.empty((qmax, max(ntheta, 1)))
-        z = np.empty((qmax, ntheta))
-        for g in range(ch * m // nchunks, (ch + 1) * m // nchunks):
-            _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u,
-                               ww[ch], xw[ch], rw[ch], ztr, c, w, z)
-    return ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
+        cj = np.empty((qmax, ntheta))
+        wj = np.empty((qmax, max(ntheta, 1)))
+        zj = np.empty((qmax, ntheta))
+        for g in range(c * m // nchunks, (c + 1) * m // nchunks):
+            _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u,
+                            gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
+            if info:
+                _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta,
+                                   u, ww[c], xw[c], rw[c], ztr, cj, wj, zj)
+    return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0), ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
 
 
-with_serial_twins(dense_factor, dense_forward_solve, dense_information, dense_level_sums, dense_back_solve, dense_inverse, dense_gradient)
+with_serial_twins(dense_factor, dense_forward_solve, dense_level_sums, dense_back_solve, dense_inverse, dense_gradient)
