@@ -1,10 +1,10 @@
 """The optimizer driver, shared by both backends: minimizes the objective over θ.
 
 The objective is a function of θ alone; lower bounds (0 on the diagonals of
-the relative covariance factors) keep θ in its domain, and θ on a bound is
-a legitimate optimum (a singular fit), judged by the projected gradient.
-The driver sees a :class:`Problem` (θ → objective, gradient, EM update) and
-nothing of the model.
+the relative covariance factors) keep θ in its canonical domain, and θ on a
+bound is a legitimate optimum (a singular fit). The driver sees a
+:class:`Problem` (θ → objective, gradient, EM update, approximate Hessian,
+canonical form) and nothing of the model.
 
 ``method="auto"`` (the default):
 
@@ -12,16 +12,17 @@ nothing of the model.
    updates of each Ψ_k from the conditional modes and variances. From
    lme4's start (T_k = I) it lands near the scale of the optimum, which
    Newton's method would take several steps to find.
-2. Newton's method on the analytic gradient with the model's approximate
-   Hessian (the average information, :meth:`ProfiledBackend.approximate_hessian`,
-   recomputed at each step from the factorization the gradient needs);
-   a full step first, then backtracking (Armijo). Bounds: the objective is
-   the same at θ and at ``canonical(θ)`` (columns of T_k with a negative
-   diagonal negated), so steps are taken unconstrained and mapped back: a
-   variance that overshoots zero comes back positive instead of sticking at
-   the bound, where every scalar term has a stationary point. Without a
-   model Hessian (or ``canonical``): quasi-Newton, the first step Newton's
-   with the Hessian from forward differences of the gradient, BFGS updates
+2. Newton's method (:func:`newton`) on the analytic gradient with the
+   model's approximate Hessian (the average information,
+   :meth:`ProfiledBackend.approximate_hessian`, recomputed at each step
+   from the factorization the gradient needs), damped (Levenberg–Marquardt)
+   when a full step fails. Bounds: the objective is the same at θ and at
+   ``canonical(θ)`` (columns of T_k with a negative diagonal negated), so
+   steps are taken unconstrained and mapped back: a variance that
+   overshoots zero comes back positive instead of sticking at the bound,
+   where every scalar term has a stationary point. A problem without a
+   model Hessian gets :func:`bfgs` instead: the first step Newton's with
+   the Hessian from forward differences of the gradient, BFGS updates
    after, steps projected onto the bounds.
 3. If that fails (no convergence, non-finite values), bounded Powell from
    the best point found, without derivatives.
@@ -61,11 +62,12 @@ class Problem:
         θ → the EM update of θ.
     hessian : callable, optional
         (θ, gradient at θ) → an approximation of the Hessian, recomputed at
-        every step; without it the quasi-Newton phase differences the
+        every step (:func:`newton`); without it :func:`bfgs` differences the
         gradient once and updates by BFGS.
     canonical : callable, optional
-        θ → an equivalent θ within the bounds (same objective): steps that
-        cross a bound are reflected into it instead of stopped at it.
+        θ → an equivalent θ within the bounds (same objective): Newton's
+        steps that cross a bound are reflected into it instead of stopped
+        at it (without it, clipped to the bounds).
     """
 
     objective: Callable[[np.ndarray], float]
@@ -149,7 +151,10 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     if method == "auto" and problem.em_step is not None:
         x = _em(problem, x, f, summary)
     if method in ("auto", "newton"):
-        res = quasi_newton(f, grad, x, lower, maxiter, problem.hessian, problem.canonical)
+        if problem.hessian is not None:
+            res = newton(f, grad, problem.hessian, x, domain, maxiter)
+        else:
+            res = bfgs(f, grad, x, lower, maxiter)
     else:
         res = _phase(method, f, grad, x, lower, maxiter)
     summary.niter += int(getattr(res, "nit", 0))
@@ -206,50 +211,93 @@ def _bfgs_update(H, s, y):
     return V @ H @ V.T + rho * np.outer(s, s)
 
 
-def quasi_newton(f, grad, x, lower, maxiter, hessian=None, canonical=None):
-    """Projected (quasi-)Newton for a few bounded variables.
+def _armijo(fx, g, step, fn):
+    """Whether f went from fx to fn along ``step`` with at least 1e-4 of the decrease g'step promises."""
+    return bool(np.isfinite(fn) and fn <= fx + 1e-4 * (g @ step))
 
-    With ``hessian`` (an approximation from the model, cheap), a Newton step
-    on it at every iteration. Without, the inverse Hessian starts as that of
-    :func:`difference_hessian` at x (dim θ more gradients) and takes a BFGS
-    update at each step. Either is made positive definite
-    (:func:`positive_definite`).
 
-    Bounds: with ``canonical``, steps are taken unconstrained and mapped to
-    the equivalent point within the bounds (the objective is symmetric
-    there), and convergence is judged on the whole gradient; without it,
-    variables at their bound with the gradient pushing outwards are held,
-    steps are projected onto the bounds, and the gradient is projected.
-    The full step is tried first, then backtracking (Armijo). Converges when
-    a step reduces f by at most FTOL relative, or the quadratic model
-    predicts no more (−g'd/2, before the step is taken), or the (projected)
-    gradient is below GTOL.
+def newton(f, grad, hessian, x, domain, maxiter):
+    """Newton's method on a model Hessian, damped (Levenberg–Marquardt) when a full step fails.
+
+    Each iteration takes ``hessian(x, g)``, made positive definite, and its
+    eigen-decomposition B = Q diag(w) Q'. The undamped step −B⁻¹g gives the
+    stopping test (the quadratic model predicts a decrease −g'd/2 of at
+    most FTOL relative). The step tried is −(B + λ w_max I)⁻¹ g: λ = 0 (the
+    Newton step) until a step fails the Armijo condition; then λ grows
+    tenfold from 1e-4 until one passes, and shrinks tenfold after each
+    success. Damping bends the step towards the gradient in the directions
+    of small curvature, where a near-singular B (a variance collapsing to
+    zero, more parameters than the data support) sends the Newton step far
+    off. Steps are mapped by ``domain`` (the equivalent point within the
+    bounds); the model is symmetric there, so the Armijo test uses the
+    unmapped step. Converges on the predicted decrease, a relative
+    reduction of at most FTOL, or a gradient below GTOL.
     """
-    if canonical is None:
-        def domain(t):
-            return np.maximum(t, lower)
-    else:
-        domain = canonical
-
-    def newton_inverse(x, g):
-        B = hessian(x, g) if hessian is not None else difference_hessian(grad, x, g)
-        return np.linalg.inv(positive_definite(B))
-
     x = domain(np.asarray(x, dtype=float))
     fx, g = f(x), grad(x)
+    lam = 0.0
+    message, success = "iteration limit reached", False
+    nit = 0
+    for nit in range(1, maxiter + 1):
+        if np.abs(g).max(initial=0.0) <= GTOL:
+            message, success = "gradient below GTOL", True
+            break
+        w, Q = np.linalg.eigh(positive_definite(hessian(x, g)))
+        gq = Q.T @ g
+        if (gq @ (gq / w)) / 2 <= FTOL * max(abs(fx), 1.0):  # −g'd/2 of the Newton step d = −B⁻¹g
+            message, success = "predicted reduction of f below FTOL", True
+            break
+        accepted = False
+        for _ in range(30):
+            d = -(Q @ (gq / (w + lam * w.max())))
+            xn = domain(x + d)
+            fn = f(xn)
+            if _armijo(fx, g, d, fn):
+                accepted = True
+                break
+            lam = max(10.0 * lam, 1e-4)
+        if not accepted:
+            message = "line search failed"
+            break
+        lam = lam / 10.0 if lam > 1e-7 else 0.0
+        gn = grad(xn)
+        reduction = fx - fn
+        x, fx, g = xn, fn, gn
+        if reduction <= FTOL * max(abs(fx), 1.0):
+            message, success = "relative reduction of f below FTOL", True
+            break
+    return OptimizeResult(x=x, fun=fx, success=success, message=message, nit=nit)
+
+
+def bfgs(f, grad, x, lower, maxiter):
+    """Projected quasi-Newton for a few bounded variables, for problems without a model Hessian.
+
+    The inverse Hessian starts as that of :func:`difference_hessian` at x
+    (dim θ more gradients), made positive definite, and takes a BFGS update
+    at each step. Variables at their bound with the gradient pushing
+    outwards are held, steps are projected onto the bounds, the full step
+    first, then backtracking (Armijo). Converges when a step reduces f by at
+    most FTOL relative, or the quadratic model predicts no more (−g'd/2,
+    before the step is taken), or the projected gradient is below GTOL.
+    """
+    x = np.maximum(np.asarray(x, dtype=float), lower)
+    fx, g = f(x), grad(x)
+
+    def newton_inverse(x, g):
+        return np.linalg.inv(positive_definite(difference_hessian(grad, x, g)))
+
     H = None
     message, success = "iteration limit reached", False
     nit = 0
     for nit in range(1, maxiter + 1):
-        pg = g if canonical is not None else projected_gradient(x, g, lower)
-        if np.abs(pg).max(initial=0.0) <= GTOL:
-            message, success = "gradient below GTOL", True
+        if np.abs(projected_gradient(x, g, lower)).max(initial=0.0) <= GTOL:
+            message, success = "projected gradient below GTOL", True
             break
-        if H is None or hessian is not None:
+        if H is None:
             H = newton_inverse(x, g)
-        held = np.zeros(len(x), dtype=bool) if canonical is not None else (x <= lower) & (g > 0)
+        held = (x <= lower) & (g > 0)
         d = np.where(held, 0.0, -(H @ np.where(held, 0.0, g)))
-        if not g @ d < 0:  # a stale BFGS matrix: restart from the Newton step
+        if not g @ d < 0:  # not a descent direction: restart from the Newton step
             H = newton_inverse(x, g)
             d = np.where(held, 0.0, -(H @ np.where(held, 0.0, g)))
         if -(g @ d) / 2 <= FTOL * max(abs(fx), 1.0):  # the quadratic model's decrease is already below FTOL
@@ -257,23 +305,19 @@ def quasi_newton(f, grad, x, lower, maxiter, hessian=None, canonical=None):
             break
         alpha, accepted = 1.0, False
         for _ in range(40):
-            trial = x + alpha * d
-            xn = domain(trial)
+            xn = np.maximum(x + alpha * d, lower)
             fn = f(xn)
-            # the decrease along the step taken (reflections leave f unchanged: the unreflected step)
-            decrease = g @ ((trial if canonical is not None else xn) - x)
-            if np.isfinite(fn) and fn <= fx + 1e-4 * decrease:
+            if _armijo(fx, g, xn - x, fn):
                 accepted = True
                 break
             # backtrack: the minimum of the quadratic through f(x), f'(x; d) and f(xn), within [0.1, 0.5]
+            decrease = g @ (xn - x)
             alpha *= 0.5 if not np.isfinite(fn) else min(0.5, max(0.1, -decrease / (2 * (fn - fx - decrease))))
         if not accepted:
             message = "line search failed"
             break
         gn = grad(xn)
-        if hessian is None:
-            # a reflected step leaves the coordinates the BFGS pairs assume: restart there
-            H = _bfgs_update(H, xn - x, gn - g) if np.array_equal(xn, trial) else None
+        H = _bfgs_update(H, xn - x, gn - g)
         reduction = fx - fn
         x, fx, g = xn, fn, gn
         if reduction <= FTOL * max(abs(fx), 1.0):

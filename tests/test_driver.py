@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import sparselmm
@@ -92,6 +93,20 @@ def test_canonical_theta_has_the_same_objective(formula):
             flipped = theta.copy()
             flipped[j] = -flipped[j]
             assert model.objective(flipped) == pytest.approx(model.objective(theta), rel=1e-12)
+
+
+def test_overparameterized_term_converges():
+    """A 3 × 3 covariance from two levels: six θ, a singular fit, a near-singular Hessian whose Newton
+    steps run far off in the flat directions. The damped steps converge, to Powell's optimum."""
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"y": rng.normal(size=30), "c": rng.choice(["lo", "mid", "hi"], size=30),
+                         "g": rng.choice(["l0", "l1"], size=30, p=[0.7, 0.3])})
+    model = sparselmm.LinearMixedModel("y ~ 1 + (0 + c | g)", data, reml=False)
+    opt = optimize(model.problem(), model.theta0)
+    assert opt.converged and opt.message.startswith(("predicted", "relative", "gradient"))  # no Powell rescue
+    assert opt.niter < 100
+    plain = optimize(model.problem(), model.theta0, method="powell")
+    assert opt.objective <= plain.objective + 1e-6
 
 
 def test_em_warm_start_is_used_and_counted():
