@@ -130,7 +130,7 @@ class ProfiledBackend:
 
     def solution(self, theta: np.ndarray) -> Solution:
         """Objective, β̂, û, σ̂² and RX at θ."""
-        _, C, RX, beta, pwrss = self._update(theta)
+        _, _, RX, beta, pwrss = self._update(theta)
         p, n = self.p, self.cp.n
         return Solution(
             theta=np.array(theta, dtype=float),
@@ -199,7 +199,7 @@ class ProfiledBackend:
 
         with ν = n (ML) or n − p (REML); see :meth:`_gradient_pieces`.
         """
-        _, C, RX, beta_hat, pwrss = self._update(theta)
+        _, C, RX, beta_hat, _ = self._update(theta)
         p, n = self.p, self.cp.n
         beta = beta_hat if beta is None else np.asarray(beta, dtype=float)
         qf = self.weighted_rss(theta, beta)
