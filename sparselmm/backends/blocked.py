@@ -109,14 +109,7 @@ class BlockedBackend(ProfiledBackend):
         self._lptr, self._lidx = lptr.astype(np.int64), lidx.astype(np.int32)
         if not kernels.blocked_pattern_ok(self._lptr, self._lidx, q1, p1):
             raise ValueError("Z'Z's pattern does not have whole level blocks for the first term")
-        # L21 by rows: positions (in A's pattern) of the tail entries, sorted by row
-        cols = np.repeat(np.arange(q1), np.diff(self._lptr[:q1 + 1]))
-        pos = np.arange(self._lptr[q1])
-        tail = self._lidx[:self._lptr[q1]] >= q1
-        rows, cols, pos = self._lidx[pos[tail]] - q1, cols[tail], pos[tail]
-        order = kernels.counting_order(rows, m)
-        self._rptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=m))]).astype(np.int64)
-        self._rpos, self._rcol = pos[order], cols[order]
+        self._rptr, self._rpos, self._rcol = kernels.blocked_rows(self._lptr, self._lidx, q1, m)  # L21 by rows
         self._rval = np.empty(len(self._rpos))  # L21's values by rows, refilled by each Schur pass
         self._aval = np.empty(len(lidx))
         self._lval = np.zeros(len(lidx))

@@ -64,6 +64,30 @@ def _tail(lptr, c, p1):
 
 
 @nb.njit(cache=True)
+def blocked_rows(lptr, lidx, q1, m):
+    """L21 by rows: ``(rptr, rpos, rcol)``, row r's entries at positions ``rpos[rptr[r]:rptr[r+1]]``
+    of A's lower pattern, in columns ``rcol`` (increasing). A counting sort of the first q1 columns'
+    rows ≥ q1."""
+    rptr = np.zeros(m + 1, dtype=np.int64)
+    for k in range(lptr[q1]):
+        if lidx[k] >= q1:
+            rptr[lidx[k] - q1 + 1] += 1
+    for r in range(m):
+        rptr[r + 1] += rptr[r]
+    nxt = rptr[:-1].copy()
+    rpos = np.empty(rptr[m], dtype=np.int64)
+    rcol = np.empty(rptr[m], dtype=np.int64)
+    for c in range(q1):
+        for k in range(lptr[c], lptr[c + 1]):
+            if lidx[k] >= q1:
+                x = nxt[lidx[k] - q1]
+                nxt[lidx[k] - q1] += 1
+                rpos[x] = k
+                rcol[x] = c
+    return rptr, rpos, rcol
+
+
+@nb.njit(cache=True)
 def blocked_pattern_ok(lptr, lidx, q1, p1):
     """Whether the first q1 columns have the layout the blocked kernels assume."""
     for c in range(q1):
