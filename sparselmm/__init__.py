@@ -4,15 +4,20 @@ Two front doors: :func:`fit` takes an lme4 formula,
 ``sparselmm.fit("y ~ x + (1|a) + (1+x|b)", data)``; :class:`MixedLM` is
 statsmodels' ``MixedLM`` (same arguments, names and results).
 
-On import, ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (unless already set,
-and before Numba starts its OpenMP threads): threads of a parallel kernel
-that spin after it ends take the cores from the LAPACK call that follows
-(crossed 10⁶ rows: fit 2.7 s spinning, 2.2 s passive).
+On import, unless already set, ``OMP_WAIT_POLICY`` defaults to ``PASSIVE``
+(before Numba starts its OpenMP threads) and ``OPENBLAS_THREAD_TIMEOUT`` to
+4 (before the system OpenBLAS is loaded): threads of a parallel kernel that
+spin after it ends take the cores from the LAPACK call that follows, and
+OpenBLAS's threads, which spin for 2²⁸ cycles by default, from the kernel
+that follows (crossed 10⁶ rows: fit 2.7 s with Numba's spinning, 2.2 s
+without; Schur passes 67–79 ms after OpenBLAS's calls, 51 ms with its
+threads asleep).
 """
 
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from .errors import (  # noqa: E402
     ConvergenceWarning,

@@ -31,18 +31,20 @@ def test_not_positive_definite_raises():
         lapack.cholesky(np.eye(3)[:, ::2].copy(order="C")[:2])
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_omp_wait_policy_default_respects_the_user(given, expected):
+@pytest.mark.parametrize(("name", "default", "given"), [("OMP_WAIT_POLICY", "PASSIVE", "ACTIVE"),
+                                                    ("OPENBLAS_THREAD_TIMEOUT", "4", "28")])
+def test_thread_wait_defaults_respect_the_user(name, default, given):
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given:
-        env["OMP_WAIT_POLICY"] = given
-    out = subprocess.run([sys.executable, "-c", "import os, sparselmm; print(os.environ['OMP_WAIT_POLICY'])"],
-                         env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == expected
+    for value, expected in ((None, default), (given, given)):
+        env = {k: v for k, v in os.environ.items() if k != name}
+        if value:
+            env[name] = value
+        out = subprocess.run([sys.executable, "-c", f"import os, sparselmm; print(os.environ['{name}'])"],
+                             env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
 
 
 def test_fit_blas_threads_sets_and_restores_the_system_count():
