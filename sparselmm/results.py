@@ -244,7 +244,8 @@ class LMMResults:
         lines.append(fe.to_string(float_format=lambda v: f"{v:.6g}"))
         status = "converged" if self.converged else "NOT converged"
         o = self.optinfo
-        lines += ["", f"Optimizer: {o.method} ({o.nem} EM step{"" if o.nem == 1 else "s"}, {o.nfev} objective and {o.ngrad} gradient "
+        steps = "step" if o.nem == 1 else "steps"
+        lines += ["", f"Optimizer: {o.method} ({o.nem} EM {steps}, {o.nfev} objective and {o.ngrad} gradient "
                   f"evaluations, {self.nfactor} factorizations), {status}"
                   f"{', singular fit' if self.singular else ''}; |projected gradient| {o.pgnorm:.1e}; "
                   f"fit time {self.fit_seconds:.3f} s"]
