@@ -221,9 +221,10 @@ class ProfiledBackend:
             −tr(PV_jPV_k) + 2 y'PV_jPV_kPy/σ² + tr(PV_jk) − y'PV_jkPy/σ²,
 
         V = I + ZΛΛ'Z', V_j = ∂V/∂θ_j, P = V⁻¹ − V⁻¹X(X'V⁻¹X)⁻¹X'V⁻¹. The
-        first two terms are replaced by their mean over y ~ N(Xβ, σ²V) and
-        their value (the average information); profiling σ² = r²/ν (ν = n − p
-        for REML, n for ML) then gives
+        first two terms are replaced by the average of their value and their
+        expectation over y ~ N(Xβ, σ²V), y'PV_jPV_kPy/σ² (the average
+        information); profiling σ² = r²/ν (ν = n − p for REML, n for ML) then
+        gives
 
             H_jk = (ν / r²) (w_j'P w_k − (r'w_j)(r'w_k) / r²),   w_j = V_j P y.
 
@@ -249,12 +250,17 @@ class ProfiledBackend:
             H[even, even] += gradient[even] / theta[even]
         return H
 
+    def _ztr(self, theta, beta, u):
+        """Z'r = Z'y − Z'Xβ − Z'ZΛu (β in the stored response's coordinates)."""
+        cp = self.cp
+        return cp.Zty - cp.ZtX @ beta - cp.ZtZ @ self.layout.lambda_times(theta, u)
+
     def _information_pieces(self, theta, beta, u):
         """The sums of :meth:`approximate_hessian` (β in the stored response's coordinates, u = û):
         ``ww = c'Z'Zc − z'z``, ``xw = X'Zc − C_X'z`` and ``rw = c'Z'r`` for the columns c_j, z_j."""
         cp, layout, p = self.cp, self.layout, self.p
         _, C, _, _, _ = self._update(theta)
-        ztr = cp.Zty - cp.ZtX @ beta - cp.ZtZ @ layout.lambda_times(theta, u)  # Z'r
+        ztr = self._ztr(theta, beta, u)
         nt = layout.ntheta
         c, d = np.zeros((layout.q, nt)), np.zeros((layout.q, nt))
         for j in range(nt):
@@ -283,7 +289,7 @@ class ProfiledBackend:
         Lam = layout.lambda_matrix(theta)
         MX = self._back_solve(C[:, :p]) if p else np.zeros((layout.q, 0))
         B = cp.ZtX - cp.ZtZ @ (Lam @ MX)
-        res = cp.Zty - cp.ZtX @ beta - cp.ZtZ @ (Lam @ u)
+        res = self._ztr(theta, beta, u)
         nt = layout.ntheta
         r2, D = np.zeros(nt), np.zeros((nt, p, p))
         for j in range(nt):
