@@ -194,11 +194,11 @@ def difference_hessian(grad, x, g):
     return B
 
 
-def positive_definite(B):
-    """B symmetrized, its eigenvalues made positive (absolute values, floored at 1e-8 of the largest)."""
+def positive_eigen(B):
+    """Eigenvalues and vectors of B symmetrized, the eigenvalues made positive (absolute values, floored
+    at 1e-8 of the largest)."""
     w, Q = np.linalg.eigh((B + B.T) / 2)
-    w = np.maximum(np.abs(w), 1e-8 * np.abs(w).max(initial=1.0))
-    return (Q * w) @ Q.T
+    return np.maximum(np.abs(w), 1e-8 * np.abs(w).max(initial=1.0)), Q
 
 
 def _bfgs_update(H, s, y):
@@ -219,10 +219,10 @@ def _armijo(fx, g, step, fn):
 def newton(f, grad, hessian, x, domain, maxiter):
     """Newton's method on a model Hessian, damped (Levenberg–Marquardt) when a full step fails.
 
-    Each iteration takes ``hessian(x, g)``, made positive definite, and its
-    eigen-decomposition B = Q diag(w) Q'. The undamped step −B⁻¹g gives the
-    stopping test (the quadratic model predicts a decrease −g'd/2 of at
-    most FTOL relative). The step tried is −(B + λ w_max I)⁻¹ g: λ = 0 (the
+    Each iteration takes ``hessian(x, g)`` made positive definite,
+    B = Q diag(w) Q' (:func:`positive_eigen`). The undamped step −B⁻¹g
+    gives the stopping test (the quadratic model predicts a decrease
+    −g'd/2 of at most FTOL relative). The step tried is −(B + λ w_max I)⁻¹ g: λ = 0 (the
     Newton step) until a step fails the Armijo condition; then λ grows
     tenfold from 1e-4 until one passes, and shrinks tenfold after each
     success. Damping bends the step towards the gradient in the directions
@@ -242,7 +242,7 @@ def newton(f, grad, hessian, x, domain, maxiter):
         if np.abs(g).max(initial=0.0) <= GTOL:
             message, success = "gradient below GTOL", True
             break
-        w, Q = np.linalg.eigh(positive_definite(hessian(x, g)))
+        w, Q = positive_eigen(hessian(x, g))
         gq = Q.T @ g
         if (gq @ (gq / w)) / 2 <= FTOL * max(abs(fx), 1.0):  # −g'd/2 of the Newton step d = −B⁻¹g
             message, success = "predicted reduction of f below FTOL", True
@@ -273,8 +273,8 @@ def bfgs(f, grad, x, lower, maxiter):
     """Projected quasi-Newton for a few bounded variables, for problems without a model Hessian.
 
     The inverse Hessian starts as that of :func:`difference_hessian` at x
-    (dim θ more gradients), made positive definite, and takes a BFGS update
-    at each step. Variables at their bound with the gradient pushing
+    (dim θ more gradients), made positive definite (:func:`positive_eigen`),
+    and takes a BFGS update at each step. Variables at their bound with the gradient pushing
     outwards are held, steps are projected onto the bounds, the full step
     first, then backtracking (Armijo). Converges when a step reduces f by at
     most FTOL relative, or the quadratic model predicts no more (−g'd/2,
@@ -284,7 +284,8 @@ def bfgs(f, grad, x, lower, maxiter):
     fx, g = f(x), grad(x)
 
     def newton_inverse(x, g):
-        return np.linalg.inv(positive_definite(difference_hessian(grad, x, g)))
+        w, Q = positive_eigen(difference_hessian(grad, x, g))
+        return (Q / w) @ Q.T
 
     H = None
     message, success = "iteration limit reached", False

@@ -70,9 +70,10 @@ class ProfiledBackend:
     """The part of a backend that does not depend on how A(θ) is factored.
 
     Subclasses implement ``_factor(theta) -> (log|A|, C)``,
-    ``_forward(B) -> L⁻¹ P B`` (rows in the factor's order, as C's),
-    ``_back_solve(v) -> L'⁻¹ v`` mapped back to Z's column order, and
-    ``inverse_gather(theta)``; they may specialize ``_gradient_pieces``.
+    ``_back_solve(v) -> L'⁻¹ v`` mapped back to Z's column order,
+    ``inverse_gather(theta)``, and ``_forward(B) -> L⁻¹ P B`` (rows in the
+    factor's order, as C's) unless they specialize ``_information_pieces``;
+    they may specialize ``_gradient_pieces`` and ``_level_block_sums``.
     """
 
     #: Threads for the system BLAS during a fit (``lapack.fit_blas_threads``; None: all cores).

@@ -125,11 +125,6 @@ class DenseBackend(ProfiledBackend):
         logdet = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._L, self._C, self._nchunks)
         return logdet, self._C
 
-    def _forward(self, B):
-        B = np.ascontiguousarray(np.asarray(B, dtype=float)[self._order])
-        self._kernel(kernels.dense_forward_solve)(self._gptr, self._zoff, self._L, B)
-        return B
-
     def _back_solve(self, v):
         if v.ndim == 2:
             return np.column_stack([self._back_solve(v[:, i]) for i in range(v.shape[1])])

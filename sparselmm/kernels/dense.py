@@ -110,21 +110,6 @@ def dense_factor(gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, nchunks):
 
 
 @nb.njit(cache=True, parallel=True)
-def dense_forward_solve(gptr, zoff, Lbuf, B):
-    """B_g ← L_g⁻¹ B_g for every group, in place (B: local column order × columns)."""
-    m = len(gptr) - 1
-    for g in nb.prange(m):
-        lo, hi = gptr[g], gptr[g + 1]
-        z0 = zoff[g]
-        for c in range(B.shape[1]):
-            for i in range(hi - lo):
-                s = B[lo + i, c]
-                for k in range(i):
-                    s -= Lbuf[z0 + i * (hi - lo) + k] * B[lo + k, c]
-                B[lo + i, c] = s / Lbuf[z0 + i * (hi - lo) + i]
-
-
-@nb.njit(cache=True, parallel=True)
 def dense_back_solve(gptr, zoff, Lbuf, rhs, out):
     """out_g = L_g'⁻¹ rhs_g for every group (rhs in local column order)."""
     m = len(gptr) - 1
@@ -394,4 +379,4 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
     return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0), ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
 
 
-with_serial_twins(dense_factor, dense_forward_solve, dense_level_sums, dense_back_solve, dense_inverse, dense_gradient)
+with_serial_twins(dense_factor, dense_level_sums, dense_back_solve, dense_inverse, dense_gradient)
