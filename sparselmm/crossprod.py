@@ -89,16 +89,17 @@ def _rows_by_block(blk, X, nblocks, nchunks):
 
 
 @nb.njit(cache=True, parallel=True)
-def _block_rows(gblk, bsize, ptr, nchunks):
+def _block_rows(gblk, bsize, ptr, bounds):
     """Rows of Z'Z in each column of block B: Σ of the sizes of the blocks B meets, itself included.
 
-    ``gblk[ptr[B]:ptr[B+1]]``: the block ids of block B's rows (rows gathered by block).
+    ``gblk[ptr[B]:ptr[B+1]]``: the block ids of block B's rows (rows gathered by block). The
+    blocks ``bounds[c]:bounds[c+1]`` make chunk c (run in parallel).
     """
     Q = len(ptr) - 1
     counts = np.empty(Q, dtype=np.int64)
-    for chunk in nb.prange(nchunks):
+    for chunk in nb.prange(len(bounds) - 1):
         marker = np.full(Q, -1, dtype=np.int64)
-        for B in range(chunk, Q, nchunks):
+        for B in range(bounds[chunk], bounds[chunk + 1]):
             marker[B] = B
             cnt = bsize[B]
             for x in range(ptr[B], ptr[B + 1]):
@@ -112,7 +113,7 @@ def _block_rows(gblk, bsize, ptr, nchunks):
 
 
 @nb.njit(cache=True, parallel=True)
-def _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks, indices, data):
+def _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, bounds, indices, data):
     """Indices (sorted) and values of every block column of Z'Z (Gustavson's product, a marker per block).
 
     Column j of block B holds ``counts[B]`` rows from ``bstart[B] + j counts[B]``. ``gblk`` and
@@ -120,11 +121,11 @@ def _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks
     """
     Q = len(ptr) - 1
     K = gblk.shape[1]
-    for chunk in nb.prange(nchunks):
+    for chunk in nb.prange(len(bounds) - 1):
         marker = np.full(Q, -1, dtype=np.int64)
         pos = np.empty(Q, dtype=np.int64)
         blist = np.empty(Q, dtype=np.int64)
-        for B in range(chunk, Q, nchunks):
+        for B in range(bounds[chunk], bounds[chunk + 1]):
             marker[B] = B
             blist[0] = B
             nb_ = 1
@@ -161,10 +162,11 @@ def _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks
 
 
 @nb.njit(cache=True, parallel=True)
-def _ztv(blk, X, xoff, bsize, bcol, V, q, nchunks):
-    """Z'V (q × m) for the n × m matrix V: chunks of rows in parallel, each into its own sum."""
+def _ztv(blk, Xz, xoff, bsize, bcol, X, y, q, nchunks):
+    """Z'[X y] (q × (p+1)): chunks of rows in parallel, each into its own sum."""
     n, K = blk.shape
-    parts = np.zeros((nchunks, q, V.shape[1]))
+    p = X.shape[1]
+    parts = np.zeros((nchunks, q, p + 1))
     for c in nb.prange(nchunks):
         out = parts[c]
         for r in range(c * n // nchunks, (c + 1) * n // nchunks):
@@ -172,9 +174,11 @@ def _ztv(blk, X, xoff, bsize, bcol, V, q, nchunks):
                 B = blk[r, k]
                 if B >= 0:
                     for j in range(bsize[B]):
-                        v = X[r, xoff[k] + j]
-                        for s in range(V.shape[1]):
-                            out[bcol[B] + j, s] += v * V[r, s]
+                        v = Xz[r, xoff[k] + j]
+                        row = bcol[B] + j
+                        for s in range(p):
+                            out[row, s] += v * X[r, s]
+                        out[row, p] += v * y[r]
     return parts.sum(axis=0)
 
 
@@ -214,8 +218,10 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     bcol = np.concatenate([layout.col_offset[k] + np.arange(t.nlevels) * t.p for k, t in enumerate(terms)])
     bcol = bcol.astype(np.int64)
     ptr, gblk, gX = _rows_by_block(blk, Xz, int(boff[-1]), nb.get_num_threads())
-    nchunks = 8 * nb.get_num_threads()
-    counts = _block_rows(gblk, bsize, ptr, nchunks)
+    # contiguous runs of blocks with equal numbers of gathered rows, one per thread
+    bounds = np.searchsorted(ptr, np.linspace(0, ptr[-1], nb.get_num_threads() + 1)).astype(np.int64)
+    bounds[0], bounds[-1] = 0, len(ptr) - 1
+    counts = _block_rows(gblk, bsize, ptr, bounds)
     sizes = bsize * counts
     bstart = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     nnz = int(bstart[-1])
@@ -223,16 +229,14 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
         raise ValueError(f"Z'Z has {nnz:,} entries: more than 32-bit indices hold")
     indices = np.empty(nnz, dtype=np.int32)
     data = np.empty(nnz)
-    _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, nchunks, indices, data)
+    _block_fill(gblk, gX, xoff, bsize, bterm, bcol, bstart, counts, ptr, bounds, indices, data)
     del gblk, gX
     # column j of block B starts at bstart[B] + j counts[B]; blocks follow Z's column order
     within = np.arange(layout.q) - np.repeat(bcol, bsize)
     colptr = np.append(np.repeat(bstart[:-1], bsize) + within * np.repeat(counts, bsize), nnz)
     ZtZ = sp.csc_matrix((data, indices, colptr.astype(np.int32)), shape=(layout.q, layout.q))
     ZtZ.has_sorted_indices = True
-    V = np.empty((n, X.shape[1] + 1))
-    V[:, :-1], V[:, -1] = X, y
-    ZtV = _ztv(blk, Xz, xoff, bsize, bcol, V, layout.q, nb.get_num_threads())
+    ZtV = _ztv(blk, Xz, xoff, bsize, bcol, X, y, layout.q, nb.get_num_threads())
     return Crossprod(
         ZtZ=ZtZ,
         ZtX=ZtV[:, :-1].copy(),
