@@ -161,7 +161,7 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     if method == "auto" and not (res.success and np.isfinite(res.fun)):
         res = _phase("powell", f, grad, best[0], lower, maxiter)
         summary.niter += int(getattr(res, "nit", 0))
-        summary.message = "Newton failed; Powell: "
+        summary.message = "gradient phase failed; Powell: "
     theta = best[0]
     summary.theta = theta
     summary.objective = best[1]

@@ -13,7 +13,7 @@ import pytest
 
 import sparselmm
 
-from .conftest import REF_IDS, REFS, load_data, load_reference
+from .conftest import REF_IDS, REFS, load_data, load_reference, reference_fit
 
 RTOL = 1e-3
 
@@ -24,6 +24,15 @@ def test_objective_reaches_lme4(zoo):
     assert fit.objective <= ref["objective"] + 1e-4
     # and not absurdly below: same model, same criterion
     assert fit.objective >= ref["objective"] - 1e-3
+
+
+def test_factorizations_fewer_than_lme4s_evaluations():
+    """Each fit uses fewer factorizations than lme4's BOBYQA used evaluations (its ``feval``); InstEval's
+    two fits (ML and REML) at most 25 together."""
+    for case, model_id, kind in REFS:
+        ref, _, fit = reference_fit(case, model_id, kind)
+        assert fit.nfactor < ref["feval"], (model_id, kind)
+    assert sum(reference_fit("insteval", "insteval", kind)[2].nfactor for kind in ("reml", "ml")) <= 25
 
 
 @pytest.mark.parametrize(("case", "model_id", "kind"), REFS, ids=REF_IDS)
