@@ -150,7 +150,7 @@ class Layout:
     @cached_property
     def even(self) -> np.ndarray:
         """Which θ_j the objective is even in: diagonals alone in their column of T_k
-        (scalar terms, ``||`` terms)."""
+        (scalar and ``||`` terms, the last diagonal of a full T_k)."""
         col = self.column_diagonal
         return np.bincount(col, minlength=self.ntheta)[col] == 1
 

@@ -54,7 +54,8 @@ def refuse(what: str, nbytes: float, limit: float, advice: str) -> None:
     )
 
 
-_set_hugepage_advice = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+_set_hugepage_advice = getattr(getattr(getattr(np, "_core", None) or np.core, "multiarray", None),  # numpy 2 / 1
+                               "_set_madvise_hugepage", None)
 
 
 @contextmanager
