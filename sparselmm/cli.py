@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     p.add_argument("--factor", action="append", default=[], metavar="COLUMN",
                    help="read COLUMN as a categorical (string) column; repeatable")
-    p.add_argument("--method", default="auto", help="optimizer: auto, newton, lbfgs, powell, nelder-mead")
+    p.add_argument("--method", default="auto", help="optimizer: auto, newton, bfgs, lbfgs, powell, nelder-mead")
     args = parser.parse_args(argv)
     try:
         data = pd.read_csv(args.data, dtype={c: str for c in args.factor})

@@ -217,7 +217,9 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     bsize = layout.p[bterm]
     bcol = np.concatenate([layout.col_offset[k] + np.arange(t.nlevels) * t.p for k, t in enumerate(terms)])
     bcol = bcol.astype(np.int64)
-    ptr, gblk, gX = _rows_by_block(blk, Xz, int(boff[-1]), nb.get_num_threads())
+    # row chunks in parallel, each with its own counts and sums: no more chunks than rows per block
+    nchunks = max(1, min(nb.get_num_threads(), n // max(int(boff[-1]), 1)))
+    ptr, gblk, gX = _rows_by_block(blk, Xz, int(boff[-1]), nchunks)
     # contiguous runs of blocks with equal numbers of gathered rows, one per thread
     bounds = np.searchsorted(ptr, np.linspace(0, ptr[-1], nb.get_num_threads() + 1)).astype(np.int64)
     bounds[0], bounds[-1] = 0, len(ptr) - 1
@@ -236,7 +238,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     colptr = np.append(np.repeat(bstart[:-1], bsize) + within * np.repeat(counts, bsize), nnz)
     ZtZ = sp.csc_matrix((data, indices, colptr.astype(np.int32)), shape=(layout.q, layout.q))
     ZtZ.has_sorted_indices = True
-    ZtV = _ztv(blk, Xz, xoff, bsize, bcol, X, y, layout.q, nb.get_num_threads())
+    ZtV = _ztv(blk, Xz, xoff, bsize, bcol, X, y, layout.q, nchunks)
     return Crossprod(
         ZtZ=ZtZ,
         ZtX=ZtV[:, :-1].copy(),

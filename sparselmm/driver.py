@@ -27,8 +27,11 @@ canonical form) and nothing of the model.
 3. If that fails (no convergence, non-finite values), bounded Powell from
    the best point found, without derivatives.
 
-``method="newton"`` runs step 2 alone; ``method="lbfgs"`` scipy's L-BFGS-B
-from the start (no EM).
+If Newton has not converged after NEWTON_MAX_ITER iterations (a vector
+term collapsing towards a singular T_k, where the average information misses
+curvature), :func:`bfgs` continues from the best point.
+``method="newton"`` runs Newton alone, ``method="bfgs"`` :func:`bfgs` alone,
+``method="lbfgs"`` scipy's L-BFGS-B from the start (no EM).
 """
 
 from __future__ import annotations
@@ -40,11 +43,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 
-METHODS = ("auto", "newton", "lbfgs", "powell", "nelder-mead")
+METHODS = ("auto", "newton", "bfgs", "lbfgs", "powell", "nelder-mead")
 
 #: Quasi-Newton convergence: the relative reduction of the objective in a step
 #: (scipy's L-BFGS-B ``ftol``), or the largest projected-gradient component.
 FTOL, GTOL = 1e-12, 1e-6
+
+#: Newton iterations before ``auto`` hands over to BFGS. Newton on the average
+#: information converges in 2–5 iterations on every reference model; where a
+#: vector term collapses towards a singular T_k, curvature that only the exact
+#: second-order terms carry is missing and it slows to a crawl (hundreds of
+#: iterations), which BFGS's updates recover in a few dozen evaluations. On 144
+#: random fits (six formulas, ML and REML): 3,611 factorizations in all with 10,
+#: 16,787 without the hand-over.
+NEWTON_MAX_ITER = 10
 
 @dataclass(frozen=True)
 class Problem:
@@ -111,9 +123,10 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     problem : Problem
     theta0 : ndarray
         Start.
-    method : {"auto", "newton", "lbfgs", "powell", "nelder-mead"}
-        "auto": an EM step, Newton, Powell fallback (module docstring);
-        "newton": the Newton phase alone; "lbfgs":
+    method : {"auto", "newton", "bfgs", "lbfgs", "powell", "nelder-mead"}
+        "auto": an EM step, Newton (BFGS after NEWTON_MAX_ITER iterations),
+        Powell fallback (module docstring); "newton": Newton alone (or
+        :func:`bfgs` without a model Hessian); "bfgs": :func:`bfgs` alone; "lbfgs":
         scipy's L-BFGS-B on the analytic gradient; "powell", "nelder-mead":
         scipy's bounded derivative-free methods.
     maxiter : int
@@ -121,7 +134,7 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    needs_grad = method in ("auto", "newton", "lbfgs")
+    needs_grad = method in ("auto", "newton", "bfgs", "lbfgs")
     if needs_grad and problem.gradient is None:
         raise ValueError(f"method {method!r} needs the gradient")
     lower = np.asarray(problem.lower, dtype=float)
@@ -150,11 +163,14 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     x = best[0].copy()
     if method == "auto" and problem.em_step is not None:
         x = _em(problem, x, f, summary)
-    if method in ("auto", "newton"):
-        if problem.hessian is not None:
-            res = newton(f, grad, problem.hessian, x, domain, maxiter)
-        else:
-            res = bfgs(f, grad, x, lower, maxiter)
+    if method in ("auto", "newton") and problem.hessian is not None:
+        res = newton(f, grad, problem.hessian, x, domain, maxiter if method == "newton" else
+                     min(maxiter, NEWTON_MAX_ITER))
+        if method == "auto" and not res.success and NEWTON_MAX_ITER <= res.nit < maxiter:
+            summary.niter += res.nit
+            res = bfgs(f, grad, best[0], lower, maxiter)
+    elif method in ("auto", "newton", "bfgs"):  # without a model Hessian, Newton is quasi-Newton
+        res = bfgs(f, grad, x, lower, maxiter)
     else:
         res = _phase(method, f, grad, x, lower, maxiter)
     summary.niter += int(getattr(res, "nit", 0))

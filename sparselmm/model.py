@@ -135,7 +135,7 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
         The data; never modified.
     reml : bool
         REML (default) or maximum likelihood.
-    method : {"auto", "newton", "lbfgs", "powell", "nelder-mead"}
+    method : {"auto", "newton", "bfgs", "lbfgs", "powell", "nelder-mead"}
         Optimizer (see :meth:`LinearMixedModel.fit`).
     missing : {"drop", "raise"}
         Rows with missing values in used columns are dropped with a warning,

@@ -169,3 +169,24 @@ def test_inverse_columns_against_dense_inverse(backend):
     cols = np.array([0, 3, model.layout.q - 1])
     np.testing.assert_allclose(model.backend.inverse_columns(theta, cols), np.linalg.inv(A)[:, cols],
                                rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["dense", "blocked", "sparse"])
+def test_failed_factorization_leaves_no_stale_cache(backend):
+    """A θ whose factorization fails (here G − C'C loses positivity: y is almost exactly fitted by the
+    group means) overwrites the backend's buffers; the next call at the earlier θ must refactor."""
+    rng = np.random.default_rng(0)
+    n, G = 200, 20
+    g = rng.integers(0, G, n)
+    x = rng.normal(size=n)
+    data = pd.DataFrame({"y": rng.normal(size=G)[g] + x + 1e-9 * rng.normal(size=n), "x": x, "g": g.astype(str)})
+    model = sparselmm.LinearMixedModel("y ~ x + (1|g)", data, backend=backend, reml=False)
+    fresh = sparselmm.LinearMixedModel("y ~ x + (1|g)", data, backend=backend, reml=False)
+    theta = np.array([3.0])
+    model.objective(theta)
+    with pytest.raises(np.linalg.LinAlgError):
+        model.objective(np.array([1e11]))
+    g_fresh = fresh.backend.gradient(theta)
+    np.testing.assert_allclose(model.backend.gradient(theta), g_fresh, rtol=1e-10)
+    np.testing.assert_allclose(model.backend.approximate_hessian(theta, g_fresh),
+                               fresh.backend.approximate_hessian(theta, g_fresh), rtol=1e-10)

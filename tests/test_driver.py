@@ -21,7 +21,7 @@ def quadratic(center):
     return (lambda t: float((t - center) @ H @ (t - center))), (lambda t: 2 * H @ (t - center))
 
 
-@pytest.mark.parametrize("method", ["auto", "newton", "lbfgs", "powell", "nelder-mead"])
+@pytest.mark.parametrize("method", ["auto", "newton", "bfgs", "lbfgs", "powell", "nelder-mead"])
 def test_interior_minimum(method):
     f, g = quadratic(CENTER)
     opt = optimize(Problem(f, np.array([0.0, -np.inf, 0.0]), g), np.ones(3), method=method)
@@ -105,6 +105,23 @@ def test_overparameterized_term_converges():
     opt = optimize(model.problem(), model.theta0)
     assert opt.converged and opt.message.startswith(("predicted", "relative", "gradient"))  # no Powell rescue
     assert opt.niter < 100
+    plain = optimize(model.problem(), model.theta0, method="powell")
+    assert opt.objective <= plain.objective + 1e-6
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 + x|g)", "y ~ x + (1 + x + z|g)"])
+def test_collapsing_vector_term_converges_in_few_factorizations(formula):
+    """No group variance at all: the vector term collapses to T = 0, where the average information misses
+    the curvature of the non-even θ and Newton alone crawled; BFGS takes over after
+    NEWTON_MAX_ITER iterations. The optimum is Powell's or better."""
+    rng = np.random.default_rng(0)
+    n = 300
+    x = rng.normal(size=n)
+    data = pd.DataFrame({"y": x + rng.normal(size=n), "x": x, "z": rng.normal(size=n),
+                         "g": rng.integers(0, 20, n).astype(str)})
+    model = sparselmm.LinearMixedModel(formula, data)
+    opt = optimize(model.problem(), model.theta0)
+    assert opt.converged and model.backend.nfactor < 100  # Newton alone: 200 and 395
     plain = optimize(model.problem(), model.theta0, method="powell")
     assert opt.objective <= plain.objective + 1e-6
 

@@ -104,6 +104,7 @@ class ProfiledBackend:
         theta = np.asarray(theta, dtype=float)
         if self._theta is not None and np.array_equal(theta, self._theta):
             return self._state
+        self._theta = None  # the buffers are about to change: nothing is cached if the factorization fails
         logdet, C = self._factor(theta)
         self.nfactor += 1
         R = np.linalg.cholesky(self._G - C.T @ C).T
