@@ -24,7 +24,11 @@ canonical form) and nothing of the model.
    model Hessian gets :func:`bfgs` instead: the first step Newton's with
    the Hessian from forward differences of the gradient, BFGS updates
    after, steps projected onto the bounds.
-3. If that fails (no convergence, non-finite values), bounded Powell from
+3. Where a diagonal of T_k ends exactly at 0 (a start there, or a step
+   projected onto the bound), one evaluation just off zero tells a saddle
+   from a minimum (the gradient and the model Hessian's row vanish there
+   either way); if the objective falls, step 2 goes on from there.
+4. If that fails (no convergence, non-finite values), bounded Powell from
    the best point found, without derivatives.
 
 If Newton has not converged after NEWTON_MAX_ITER iterations (a vector
@@ -174,6 +178,11 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     else:
         res = _phase(method, f, grad, x, lower, maxiter)
     summary.niter += int(getattr(res, "nit", 0))
+    if method in ("auto", "newton", "bfgs") and _leaves_zero(f, best, lower):  # a saddle at zero: go on from there
+        x = best[0].copy()
+        res = (newton(f, grad, problem.hessian, x, domain, maxiter) if problem.hessian is not None and
+               method != "bfgs" else bfgs(f, grad, x, lower, maxiter))
+        summary.niter += int(getattr(res, "nit", 0))
     if method == "auto" and not (res.success and np.isfinite(res.fun)):
         res = _phase("powell", f, grad, best[0], lower, maxiter)
         summary.niter += int(getattr(res, "nit", 0))
@@ -188,6 +197,26 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
         summary.pgnorm = float(np.abs(projected_gradient(theta, g, lower)).max(initial=0.0))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _leaves_zero(f, best, lower) -> bool:
+    """Whether moving a diagonal of T_k that sits exactly at 0 to a small positive value lowers f.
+
+    At θ_j = 0 a scalar term's objective is even, so its gradient vanishes
+    whether 0 is a minimum or a saddle, and the model Hessian's row vanishes
+    too: from a start with a zero there (or after a step projected onto the
+    bound) the gradient phase cannot tell. One evaluation per zero decides;
+    ``best`` (point, value) is updated by ``f``.
+    """
+    theta, value = best[0].copy(), best[1]
+    zeros = np.flatnonzero((lower == 0.0) & (theta == 0.0))
+    step = 1e-3 * max(1.0, float(np.abs(theta).max(initial=0.0)))
+    for j in zeros:
+        trial = theta.copy()
+        trial[j] = step
+        if f(trial) < value - FTOL * max(abs(value), 1.0):
+            return True
+    return False
 
 
 def _em(problem: Problem, x: np.ndarray, f, summary: OptSummary) -> np.ndarray:

@@ -11,6 +11,7 @@ import pytest
 import sparselmm
 from sparselmm.driver import Problem, optimize, projected_gradient
 
+from .conftest import load_data, load_reference
 from .test_sparse_backend import FORMULAS, random_data
 
 CENTER = np.array([0.7, -0.4, 1.3])
@@ -71,9 +72,12 @@ def test_reflection_leaves_the_stationary_point_at_the_bound():
     problem = Problem(f, np.zeros(1), g, hessian=crude_hessian, canonical=np.abs)
     opt = optimize(problem, np.array([2.0]), method="newton")
     assert opt.converged and opt.theta[0] == pytest.approx(1.0, abs=1e-6)
-    # the same steps projected onto the bound stop on the stationary point
+    assert all(t[0] != 0.0 for t, _ in opt.path)
+    # the same steps projected onto the bound stop on the stationary point: only the probe off zero
+    # (the driver's last resort) moves on from there
     projected = optimize(Problem(f, np.zeros(1), g, hessian=crude_hessian), np.array([2.0]), method="newton")
-    assert projected.theta[0] == 0.0
+    assert any(t[0] == 0.0 for t, _ in projected.path)
+    assert projected.theta[0] == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
@@ -124,6 +128,18 @@ def test_collapsing_vector_term_converges_in_few_factorizations(formula):
     assert opt.converged and model.backend.nfactor < 100  # Newton alone: 200 and 395
     plain = optimize(model.problem(), model.theta0, method="powell")
     assert opt.objective <= plain.objective + 1e-6
+
+
+@pytest.mark.parametrize("method", ["auto", "newton", "bfgs"])
+@pytest.mark.parametrize("theta0", [[1.0, 0.0], [0.0, 1.0]])
+def test_a_start_at_zero_is_left_when_zero_is_a_saddle(method, theta0):
+    """Penicillin from a start with one variance exactly 0: the gradient and the model Hessian's row vanish
+    there, so only a probe off zero finds that the objective falls; the fit reaches lme4's optimum."""
+    ref = load_reference("penicillin", "reml")
+    model = sparselmm.LinearMixedModel(ref["formula"], load_data("penicillin", ref))
+    opt = optimize(model.problem(), np.array(theta0), method=method)
+    assert opt.converged
+    assert opt.objective <= ref["objective"] + 1e-6
 
 
 def test_em_warm_start_is_used_and_counted():
