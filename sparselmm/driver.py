@@ -163,25 +163,27 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
         last_grad[:] = [theta.copy(), problem.gradient(theta)]
         return last_grad[1]
 
+    def gradient_phase(x):
+        """Newton on the model Hessian (``auto``: BFGS on from its best point after NEWTON_MAX_ITER
+        iterations), or BFGS without a model Hessian or when asked for."""
+        if method in ("auto", "newton") and problem.hessian is not None:
+            res = newton(f, grad, problem.hessian, x, domain,
+                         maxiter if method == "newton" else min(maxiter, NEWTON_MAX_ITER))
+            if method == "auto" and not res.success and NEWTON_MAX_ITER <= res.nit < maxiter:
+                summary.niter += res.nit
+                res = bfgs(f, grad, best[0], lower, maxiter)
+            return res
+        return bfgs(f, grad, x, lower, maxiter)
+
     start = time.perf_counter()
     x = best[0].copy()
     if method == "auto" and problem.em_step is not None:
         x = _em(problem, x, f, summary)
-    if method in ("auto", "newton") and problem.hessian is not None:
-        res = newton(f, grad, problem.hessian, x, domain, maxiter if method == "newton" else
-                     min(maxiter, NEWTON_MAX_ITER))
-        if method == "auto" and not res.success and NEWTON_MAX_ITER <= res.nit < maxiter:
-            summary.niter += res.nit
-            res = bfgs(f, grad, best[0], lower, maxiter)
-    elif method in ("auto", "newton", "bfgs"):  # without a model Hessian, Newton is quasi-Newton
-        res = bfgs(f, grad, x, lower, maxiter)
-    else:
-        res = _phase(method, f, grad, x, lower, maxiter)
+    gradient_based = method in ("auto", "newton", "bfgs")
+    res = gradient_phase(x) if gradient_based else _phase(method, f, grad, x, lower, maxiter)
     summary.niter += int(getattr(res, "nit", 0))
-    if method in ("auto", "newton", "bfgs") and _leaves_zero(f, best, lower):  # a saddle at zero: go on from there
-        x = best[0].copy()
-        res = (newton(f, grad, problem.hessian, x, domain, maxiter) if problem.hessian is not None and
-               method != "bfgs" else bfgs(f, grad, x, lower, maxiter))
+    if gradient_based and _leaves_zero(f, best, lower):  # a saddle at zero: go on from there
+        res = gradient_phase(best[0].copy())
         summary.niter += int(getattr(res, "nit", 0))
     if method == "auto" and not (res.success and np.isfinite(res.fun)):
         res = _phase("powell", f, grad, best[0], lower, maxiter)
