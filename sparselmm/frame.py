@@ -152,8 +152,9 @@ def grouping_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nda
 
 
 def _matrix(spec_or_formula, data: pd.DataFrame):
+    """formulaic's model matrix as a C-ordered numpy array (its column names in ``model_spec``)."""
     if isinstance(spec_or_formula, str):
-        return formulaic.model_matrix(spec_or_formula, data, na_action="ignore")
+        return formulaic.model_matrix(spec_or_formula, data, na_action="ignore", output="numpy")
     return spec_or_formula.get_model_matrix(data, na_action="ignore")
 
 
@@ -165,10 +166,10 @@ def random_term(rt: RandomTerm, data: pd.DataFrame, spec=None) -> tuple[ReTerm, 
     codes, levels = grouping_codes(data, rt.factors)
     term = ReTerm(
         group=rt.group,
-        columns=tuple(r_name(c) for c in mm.columns),
+        columns=tuple(r_name(c) for c in mm.model_spec.column_names),
         levels=levels,
         codes=codes,
-        X=mm.to_numpy(dtype=float),
+        X=np.ascontiguousarray(mm, dtype=float),
     )
     return term, mm.model_spec
 
@@ -213,7 +214,7 @@ def _response(mm, name: str, index: pd.Index) -> np.ndarray:
     if categorical or lhs.shape[1] != 1:
         raise DataError(f"the response {name!r} must be one numeric column"
                         + (f"; {categorical[0]!r} is categorical" if categorical else ""), column=name)
-    y = np.ascontiguousarray(lhs.to_numpy(dtype=float).ravel())
+    y = np.ascontiguousarray(lhs, dtype=float).ravel()
     bad = ~np.isfinite(y)
     if bad.any():
         raise DataError(f"the response {name!r} has {int(bad.sum())} {_nonfinite(y[bad])}, at "
@@ -310,7 +311,7 @@ class _ColumnSubset:
         self.keep = keep
 
     def get_model_matrix(self, data, **kwargs):
-        return self.model_spec.get_model_matrix(data, **kwargs).iloc[:, self.keep]
+        return self.model_spec.get_model_matrix(data, **kwargs)[:, self.keep]
 
     def __getattr__(self, name):
         return getattr(self.model_spec, name)
@@ -368,10 +369,10 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
                         "mixed model needs more than one observation" if len(data) < nrows else
                         f"the data has {nrows} row: a mixed model needs more than one observation")
     n = len(data)
-    mm = formulaic.model_matrix(f"{parsed.response} ~ {parsed.fixed}", data, na_action="ignore")
+    mm = _matrix(f"{parsed.response} ~ {parsed.fixed}", data)
     y = _response(mm, parsed.response, data.index)
-    X = np.ascontiguousarray(mm.rhs.to_numpy(dtype=float))
-    fe_names = [r_name(c) for c in mm.rhs.columns]
+    X = np.ascontiguousarray(mm.rhs, dtype=float)
+    fe_names = [r_name(c) for c in mm.rhs.model_spec.column_names]
     _check_finite(X, fe_names, data.index, "fixed-effect")
     if X.shape[1] > n:
         raise DataError(f"the fixed-effects model matrix has {X.shape[1]} columns but there are only {n} "

@@ -205,7 +205,7 @@ class LMMResults:
         if newdata is None:
             return self.fittedvalues
         frame = self.model.frame
-        X = frame.fixed_spec.get_model_matrix(newdata, na_action="ignore").to_numpy(dtype=float)
+        X = np.asarray(frame.fixed_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
         terms = []
         for term, (spec, rt) in zip(frame.terms, frame.term_specs):
             new, _ = random_term(rt, newdata, spec)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .common import with_serial_twins
 
 # --- blocked kernels -------------------------------------------------------------
 #
@@ -302,5 +301,3 @@ def blocked_inverse(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, Z22, zval, work)
             for b in range(a, p1):
                 zval[lptr[c0 + a] + b - a] = M[b, a]
 
-
-with_serial_twins(blocked_schur, blocked_forward, blocked_backward)

@@ -43,29 +43,40 @@ def counting_order(keys, nkeys):
     return order
 
 
-def _serial_twin(kernel):
-    """The same code compiled without ``parallel`` (``prange`` then runs as ``range``)."""
+#: A kernel's compile-time group size: 0 (read from the data) in the kernels as written; a
+#: specialization (:func:`pick` with ``size``) sees another value, so that its loops over a
+#: group have constant trip counts the compiler unrolls (3x on the 2 × 2 blocks of a
+#: random intercept and slope).
+QFIX = 0
+
+
+def _variant(kernel, parallel: bool, size: int):
+    """``kernel`` compiled with or without ``parallel`` (``prange`` then runs as ``range``) and with
+    the global ``QFIX = size``: each combination is its own function, with its own cache entry."""
     py = kernel.py_func
-    f = types.FunctionType(py.__code__, py.__globals__, py.__name__ + "_serial", py.__defaults__, py.__closure__)
-    f.__qualname__ = py.__qualname__ + "_serial"  # its own cache entry
+    suffix = ("" if parallel else "_serial") + (f"_q{size}" if size else "")
+    scope = py.__globals__ if not size else dict(py.__globals__, QFIX=size)
+    f = types.FunctionType(py.__code__, scope, py.__name__ + suffix, py.__defaults__, py.__closure__)
+    f.__qualname__ = py.__qualname__ + suffix
     f.__doc__ = py.__doc__
-    return nb.njit(cache=True)(f)
+    return nb.njit(cache=True, parallel=parallel)(f)
 
 
-_SERIAL: dict = {}
-
-
-def with_serial_twins(*kernels) -> None:
-    """Compile (lazily) a serial twin for each of these parallel kernels."""
-    for k in kernels:
-        _SERIAL[k] = _serial_twin(k)
+_VARIANTS: dict = {}
 
 
 def serial(kernel):
     """The serial twin of a parallel kernel."""
-    return _SERIAL[kernel]
+    return pick(kernel, 0)
 
 
-def pick(kernel, work: int):
-    """``kernel`` itself for ``work`` ≥ PARALLEL_MIN_WORK pieces of work, else its serial twin."""
-    return kernel if work >= PARALLEL_MIN_WORK else _SERIAL[kernel]
+def pick(kernel, work: int, size: int = 0):
+    """``kernel`` for ``work`` ≥ PARALLEL_MIN_WORK pieces of work, else its serial twin; with
+    ``size`` > 0 the variant that reads its group size from ``QFIX`` (see there)."""
+    parallel = work >= PARALLEL_MIN_WORK
+    if parallel and not size:
+        return kernel
+    key = (kernel, parallel, size)
+    if key not in _VARIANTS:
+        _VARIANTS[key] = _variant(kernel, parallel, size)
+    return _VARIANTS[key]

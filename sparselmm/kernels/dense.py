@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .common import with_serial_twins
+from .common import QFIX
 
 
 # --- dense per-group kernels ---------------------------------------------------
@@ -15,6 +15,10 @@ from .common import with_serial_twins
 # zoff[g], and so are the blocks Λ_g (``lam``, refilled per θ through
 # :func:`dense_lambda_index`). Column j belongs to term lterm[j] as component
 # lcomp[j] of a level block.
+#
+# Kernels that loop over groups read a group's size as ``QFIX if QFIX else
+# gptr[g + 1] - gptr[g]``: in the variants ``kernels.pick(kernel, work, size)``
+# compiles for equal groups, QFIX is that size, a constant (see common.QFIX).
 
 
 @nb.njit(cache=True)
@@ -37,14 +41,12 @@ def dense_lambda_index(gptr, zoff, lterm, lcomp, toff, p):
 
 
 @nb.njit(cache=True, inline="always")
-def _group_factor(g, gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, W):
+def _group_factor(lo, q, z0, ztz, ztxy, lam, Lbuf, Cbuf, W):
     """Factor A_g = Λ_g'Z_g'Z_gΛ_g + I into Lbuf and solve L_g C_g = Λ_g'Z_g'[X y] into Cbuf.
 
-    ``lam`` holds every Λ_g, packed like ``ztz``; ``W`` is workspace. Returns log|A_g|.
+    The group's q columns start at ``lo``, its packed blocks at ``z0``; ``lam`` holds every Λ_g,
+    packed like ``ztz``; ``W`` is workspace. Returns log|A_g|.
     """
-    lo, hi = gptr[g], gptr[g + 1]
-    q = hi - lo
-    z0 = zoff[g]
     ncol = ztxy.shape[1]
     # W = Z_g'Z_g Λ_g (q × q), then A = Λ_g' W + I
     for i in range(q):
@@ -100,12 +102,13 @@ def dense_factor(gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, nchunks):
     Groups are split into ``nchunks`` chunks, each with its own workspace.
     """
     m = len(gptr) - 1
-    qmax = _max_group(gptr)
+    qmax = QFIX if QFIX else _max_group(gptr)
     logdets = np.zeros(nchunks)
     for c in nb.prange(nchunks):
         W = np.empty((qmax, qmax))
         for g in range(c * m // nchunks, (c + 1) * m // nchunks):
-            logdets[c] += _group_factor(g, gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, W)
+            q = QFIX if QFIX else gptr[g + 1] - gptr[g]
+            logdets[c] += _group_factor(gptr[g], q, zoff[g], ztz, ztxy, lam, Lbuf, Cbuf, W)
     return logdets.sum()
 
 
@@ -114,9 +117,8 @@ def dense_back_solve(gptr, zoff, Lbuf, rhs, out):
     """out_g = L_g'⁻¹ rhs_g for every group (rhs in local column order)."""
     m = len(gptr) - 1
     for g in nb.prange(m):
-        lo, hi = gptr[g], gptr[g + 1]
-        q = hi - lo
-        z0 = zoff[g]
+        lo, z0 = gptr[g], zoff[g]
+        q = QFIX if QFIX else gptr[g + 1] - lo
         for i in range(q - 1, -1, -1):
             s = rhs[lo + i]
             for k in range(i + 1, q):
@@ -150,7 +152,7 @@ def dense_inverse(gptr, zoff, Lbuf, out):
     """out_g = A_g⁻¹ = L_g'⁻¹ L_g⁻¹ for every group (packed like Lbuf, full)."""
     m = len(gptr) - 1
     for g in nb.prange(m):
-        q = gptr[g + 1] - gptr[g]
+        q = QFIX if QFIX else gptr[g + 1] - gptr[g]
         z0 = zoff[g]
         Linv = np.empty((q, q))
         Ainv = np.empty((q, q))
@@ -164,7 +166,7 @@ def dense_inverse(gptr, zoff, Lbuf, out):
 def dense_level_sums(gptr, zoff, Lbuf, lterm, lcomp, p, nchunks):
     """Per term k, Σ over its levels of the blocks A⁻¹_ll (p_k × p_k, in ``out[k, :p_k, :p_k]``)."""
     m = len(gptr) - 1
-    qmax = _max_group(gptr)
+    qmax = QFIX if QFIX else _max_group(gptr)
     pmax = 0
     for k in range(len(p)):
         pmax = max(pmax, p[k])
@@ -173,7 +175,8 @@ def dense_level_sums(gptr, zoff, Lbuf, lterm, lcomp, p, nchunks):
         Linv = np.empty((qmax, qmax))
         Ainv = np.empty((qmax, qmax))
         for g in range(ch * m // nchunks, (ch + 1) * m // nchunks):
-            lo, q = gptr[g], gptr[g + 1] - gptr[g]
+            lo = gptr[g]
+            q = QFIX if QFIX else gptr[g + 1] - lo
             _group_inverse(Lbuf, zoff[g], q, Linv, Ainv)
             for i in range(q):
                 k, a = lterm[lo + i], lcomp[lo + i]
@@ -183,12 +186,10 @@ def dense_level_sums(gptr, zoff, Lbuf, lterm, lcomp, p, nchunks):
 
 
 @nb.njit(cache=True, inline="always")
-def _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
+def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
                     Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
-    """Add group g's terms of the gradient (see :func:`dense_gradient`); the last seven are workspace."""
-    lo, hi = gptr[g], gptr[g + 1]
-    q = hi - lo
-    z0 = zoff[g]
+    """Add the terms of the group at (lo, q, z0) to the gradient (see :func:`dense_gradient`); the
+    last seven are workspace."""
     nfe = len(beta)
     _group_inverse(Lbuf, z0, q, Linv, Ainv)
     # Λ'Z'Z, Λ'Z'X and Λu
@@ -250,13 +251,10 @@ def _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex
 
 
 @nb.njit(cache=True, inline="always")
-def _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ww, xw,
+def _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ww, xw,
                        rw, ztr, c, w, z):
-    """Add group g's terms of the average information (see :func:`dense_gradient`); the last four
-    are workspace."""
-    lo, hi = gptr[g], gptr[g + 1]
-    q = hi - lo
-    z0 = zoff[g]
+    """Add the terms of the group at (lo, q, z0) to the average information (see
+    :func:`dense_gradient`); the last four are workspace."""
     nfe = len(beta)
     nt = c.shape[1]
     # Z'r = Z'y − Z'Xβ − Z'ZΛu, with Λu in w[:, 0]
@@ -351,7 +349,7 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
     """
     m = len(gptr) - 1
     nfe = len(beta)
-    qmax = _max_group(gptr)
+    qmax = QFIX if QFIX else _max_group(gptr)
     gtr = np.zeros((nchunks, ntheta))
     gr2 = np.zeros((nchunks, ntheta))
     gD = np.zeros((nchunks, ntheta, nfe, nfe))
@@ -371,12 +369,12 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
         wj = np.empty((qmax, max(ntheta, 1)))
         zj = np.empty((qmax, ntheta))
         for g in range(c * m // nchunks, (c + 1) * m // nchunks):
-            _group_gradient(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u,
+            lo, z0 = gptr[g], zoff[g]
+            q = QFIX if QFIX else gptr[g + 1] - lo
+            _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u,
                             gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
             if info:
-                _group_information(g, gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta,
+                _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta,
                                    u, ww[c], xw[c], rw[c], ztr, cj, wj, zj)
     return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0), ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
 
-
-with_serial_twins(dense_factor, dense_level_sums, dense_back_solve, dense_inverse, dense_gradient)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .common import _find, with_serial_twins
+from .common import _find
 
 
 @nb.njit(cache=True)
@@ -311,5 +311,3 @@ def column_counts(indptr, indices, parent, limit):
             return total, counts[:0]
     return total, counts
 
-
-with_serial_twins(takahashi)
