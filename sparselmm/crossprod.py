@@ -182,6 +182,29 @@ def _ztv(blk, Xz, xoff, bsize, bcol, X, y, q, nchunks):
     return parts.sum(axis=0)
 
 
+@nb.njit(cache=True, parallel=True)
+def _one_term(codes, Xz, X, y, nlevels, nchunks):
+    """Z'Z's level blocks (ℓ × p_z × p_z) and Z'[X y] (ℓ p_z × (p+1)) of one term, in one pass:
+    chunks of rows in parallel, each into its own sums (one term: Z'Z is block diagonal)."""
+    n, pz = Xz.shape
+    p = X.shape[1]
+    blocks = np.zeros((nchunks, nlevels, pz, pz))
+    ztv = np.zeros((nchunks, nlevels * pz, p + 1))
+    for c in nb.prange(nchunks):
+        bc, vc = blocks[c], ztv[c]
+        for r in range(c * n // nchunks, (c + 1) * n // nchunks):
+            lev = codes[r]
+            for i in range(pz):
+                v = Xz[r, i]
+                for j in range(pz):
+                    bc[lev, i, j] += v * Xz[r, j]
+                row = lev * pz + i
+                for s in range(p):
+                    vc[row, s] += v * X[r, s]
+                vc[row, p] += v * y[r]
+    return blocks.sum(axis=0), ztv.sum(axis=0)
+
+
 def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     """Compute the crossproducts of [Z X y] for the given terms.
 
@@ -200,6 +223,41 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     gamma = np.linalg.lstsq(XtX, X.T @ y, rcond=None)[0] if X.shape[1] else np.zeros(0)
     y = y - X @ gamma
     terms: list[ReTerm] = layout.terms
+    if len(terms) == 1:
+        ZtZ, ZtV = _block_diagonal(terms[0], X, y)
+    else:
+        ZtZ, ZtV = _general(layout, X, y)
+    return Crossprod(
+        ZtZ=ZtZ,
+        ZtX=ZtV[:, :-1].copy(),
+        Zty=ZtV[:, -1].copy(),
+        XtX=XtX,
+        Xty=X.T @ y,
+        yty=float(y @ y),
+        n=len(y),
+        beta_shift=gamma,
+    )
+
+
+def _block_diagonal(t: ReTerm, X: np.ndarray, y: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Z'Z and Z'[X y] of a single term: one level block per level on the diagonal."""
+    n, p, nl = len(y), t.p, t.nlevels
+    nchunks = max(1, min(nb.get_num_threads(), n // nl))
+    blocks, ZtV = _one_term(t.codes, np.ascontiguousarray(t.X), X, y, nl, nchunks)
+    q = nl * p
+    if q * p > np.iinfo(np.int32).max:
+        raise ValueError(f"Z'Z has {q * p:,} entries: more than 32-bit indices hold")
+    indices = (np.arange(q) // p * p)[:, None] + np.arange(p)  # column c: the rows of its level block
+    colptr = np.arange(0, q * p + 1, p, dtype=np.int32)
+    # a block read by columns is itself: it is symmetric
+    ZtZ = sp.csc_matrix((blocks.ravel(), indices.ravel().astype(np.int32), colptr), shape=(q, q))
+    ZtZ.has_sorted_indices = True
+    return ZtZ, ZtV
+
+
+def _general(layout: Layout, X: np.ndarray, y: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Z'Z (its block pattern by Gustavson's product over the rows gathered by block) and Z'[X y]."""
+    terms = layout.terms
     n, K = len(y), len(terms)
     xoff = np.concatenate([[0], np.cumsum(layout.p)]).astype(np.int64)
     boff = np.concatenate([[0], np.cumsum(layout.nlevels)]).astype(np.int64)
@@ -239,13 +297,4 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     ZtZ = sp.csc_matrix((data, indices, colptr.astype(np.int32)), shape=(layout.q, layout.q))
     ZtZ.has_sorted_indices = True
     ZtV = _ztv(blk, Xz, xoff, bsize, bcol, X, y, layout.q, nchunks)
-    return Crossprod(
-        ZtZ=ZtZ,
-        ZtX=ZtV[:, :-1].copy(),
-        Zty=ZtV[:, -1].copy(),
-        XtX=XtX,
-        Xty=X.T @ y,
-        yty=float(y @ y),
-        n=len(y),
-        beta_shift=gamma,
-    )
+    return ZtZ, ZtV

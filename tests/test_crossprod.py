@@ -39,7 +39,7 @@ def block_pattern(layout):
 
 
 FORMULAS = ["y ~ x + (1|a) + (1|b)", "y ~ x + (1 + x|a) + (1|b) + (0 + z|c)", "y ~ z + (1 + x + z|a) + (1 + x|b)",
-            "y ~ x + (1|a/b)"]
+            "y ~ x + (1|a/b)", "y ~ x + (1 + x|a)", "y ~ x + (0 + z|b)"]
 
 
 @pytest.mark.parametrize("formula", FORMULAS)

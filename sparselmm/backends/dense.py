@@ -93,16 +93,14 @@ class DenseBackend(ProfiledBackend):
         term = np.repeat(np.arange(len(layout.terms)), layout.p * layout.nlevels)
         comp = np.concatenate([np.tile(np.arange(p), nl) for p, nl in zip(layout.p, layout.nlevels)])
         self._lterm, self._lcomp = term[order], comp[order]
-        coo = cp.ZtZ.tocoo()
-        g = col_group[coo.row]
-        if np.any(g != col_group[coo.col]):
-            raise ValueError("Z'Z is not block diagonal by group")
-        lr, lc = loc[coo.row] - self._gptr[g], loc[coo.col] - self._gptr[g]
         self._ztz = np.zeros(self._zoff[-1])
-        self._ztz[self._zoff[g] + lr * sizes[g] + lc] = coo.data
-        self._ztxy = np.ascontiguousarray(np.column_stack([cp.ZtX, cp.Zty])[order])
+        self._ztxy = np.empty((q, self.p + 1))
+        ZtZ = cp.ZtZ
+        if not kernels.dense_blocks(ZtZ.indptr, ZtZ.indices, ZtZ.data, cp.ZtX, cp.Zty, order, col_group, loc,
+                                    self._gptr, self._zoff, self._ztz, self._ztxy):
+            raise ValueError("Z'Z is not block diagonal by group")
         self._L = np.zeros(self._zoff[-1])
-        self._C = np.zeros_like(self._ztxy)
+        self._C = np.empty_like(self._ztxy)  # written by every factorization
         self._toff = layout.tindex[1]
         self._lam_index = kernels.dense_lambda_index(self._gptr, self._zoff, self._lterm, self._lcomp, self._toff,
                                                      layout.p)

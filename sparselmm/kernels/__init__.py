@@ -21,6 +21,7 @@ from .blocked import (
 from .common import PARALLEL_MIN_WORK, counting_order, pick, serial
 from .dense import (
     dense_back_solve,
+    dense_blocks,
     dense_factor,
     dense_gradient,
     dense_inverse,
@@ -41,7 +42,7 @@ from .sparse import (
 
 __all__ = [
     "PARALLEL_MIN_WORK", "blocked_backward", "blocked_forward", "blocked_inverse", "blocked_leading",
-    "blocked_pattern_ok", "blocked_rows", "blocked_schur", "column_counts", "counting_order", "dense_back_solve", "dense_factor",
+    "blocked_pattern_ok", "blocked_rows", "blocked_schur", "column_counts", "counting_order", "dense_back_solve", "dense_blocks", "dense_factor",
     "dense_gradient", "dense_inverse", "dense_lambda_index", "dense_level_sums", "dense_trailing_block", "etree", "lambda_map",
     "lambda_map_apply", "lower_inner", "pick", "scatter_to_pattern", "schur_column_counts", "selected_gather",
     "serial", "symbolic_pattern", "takahashi",

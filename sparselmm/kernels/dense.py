@@ -21,7 +21,31 @@ from .common import QFIX
 # compiles for equal groups, QFIX is that size, a constant (see common.QFIX).
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
+def dense_blocks(indptr, indices, data, ZtX, Zty, order, col_group, loc, gptr, zoff, ztz, ztxy):
+    """Cut the group blocks Z_g'Z_g out of Z'Z (CSC) into ``ztz`` (packed), and gather Z'[X y] in the
+    groups' column order (``order``) into ``ztxy``. Returns False if an entry of Z'Z joins two groups.
+    """
+    q = len(order)
+    bad = np.zeros(q, dtype=np.bool_)
+    for lc in nb.prange(q):
+        c = order[lc]
+        g = col_group[c]
+        lo, z0 = gptr[g], zoff[g]
+        size = gptr[g + 1] - lo
+        for x in range(indptr[c], indptr[c + 1]):
+            r = indices[x]
+            if col_group[r] != g:
+                bad[lc] = True
+            else:
+                ztz[z0 + (loc[r] - lo) * size + lc - lo] = data[x]
+        for f in range(ZtX.shape[1]):
+            ztxy[lc, f] = ZtX[c, f]
+        ztxy[lc, ZtX.shape[1]] = Zty[c]
+    return not bad.any()
+
+
+@nb.njit(cache=True, parallel=True)
 def dense_lambda_index(gptr, zoff, lterm, lcomp, toff, p):
     """Where each entry of every Λ_g comes from: its index in the flat T blocks, or -1 for a zero.
 
@@ -29,7 +53,7 @@ def dense_lambda_index(gptr, zoff, lterm, lcomp, toff, p):
     i and j are components a and b of one level block of term k, else 0.
     """
     out = np.full(zoff[-1], -1, dtype=np.int64)
-    for g in range(len(gptr) - 1):
+    for g in nb.prange(len(gptr) - 1):
         lo, q = gptr[g], gptr[g + 1] - gptr[g]
         for i in range(q):
             for j in range(q):
