@@ -131,6 +131,8 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if isinstance(column.dtype, pd.CategoricalDtype):
         codes = column.cat.codes.to_numpy().astype(np.int64)  # no missing values here: -1 never occurs
         used = np.bincount(codes, minlength=len(column.cat.categories)) > 0
+        if used.all():
+            return codes, pd.Index(column.cat.categories)
         new = np.cumsum(used) - 1  # the occurring categories renumbered in order (O(n), no sort)
         return new[codes], pd.Index(column.cat.categories[used])
     codes, levels = pd.factorize(column, sort=True)
@@ -268,9 +270,10 @@ def independent_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarra
     one.
     """
     n, p = X.shape
-    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    G = X.T @ X
+    norms = np.sqrt(np.diag(G))
     if p and np.all(norms > 0) and p <= n:
-        G = (X.T @ X) / np.outer(norms, norms)
+        G = G / np.outer(norms, norms)
         try:
             if np.all(np.diag(np.linalg.cholesky(G)) > CLEARLY_INDEPENDENT):
                 return np.arange(p), None
@@ -301,6 +304,21 @@ def residual(y: np.ndarray, X: np.ndarray, basis: np.ndarray | None) -> np.ndarr
     G = X.T @ X
     r = y - X @ np.linalg.solve(G, X.T @ y)
     return r - X @ np.linalg.solve(G, X.T @ r)
+
+
+def fitted_exactly(y: np.ndarray, X: np.ndarray, basis: np.ndarray | None) -> bool:
+    """Whether X fits y exactly: its least-squares residual is at most 1e-12 ‖y‖.
+
+    With X well conditioned (``basis`` None) the residual's share of y'y from
+    the normal equations, (y'y − y'X(X'X)⁻¹X'y) / y'y, is good to ~1e-12;
+    above 1e-8 the fit is clearly not exact and no n-vector is formed.
+    """
+    yy = float(y @ y)
+    if basis is None and X.shape[1] and yy > 0:
+        b = X.T @ y
+        if (yy - b @ np.linalg.solve(X.T @ X, b)) / yy > 1e-8:
+            return False
+    return bool(np.linalg.norm(residual(y, X, basis)) <= 1e-12 * np.sqrt(yy))
 
 
 class _ColumnSubset:
@@ -398,8 +416,7 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
     if X.shape[1] >= n:
         raise DataError(f"the fixed effects have {X.shape[1]} linearly independent columns for {n} "
                         "observations: no residual degrees of freedom are left")
-    resid = residual(y, X, Q)
-    if np.linalg.norm(resid) <= 1e-12 * np.linalg.norm(y):
+    if fitted_exactly(y, X, Q):
         what = (f"is constant (every value is {y[0]:g})" if np.ptp(y) == 0 else
                 "is fitted exactly by the fixed effects (zero residuals)")
         raise DataError(f"the response {parsed.response!r} {what}: its variance cannot be estimated",

@@ -126,3 +126,20 @@ def test_rank_check_fast_and_exact_paths_agree():
     keep, basis = independent_columns(np.column_stack([X, X[:, 2]]))
     assert keep.tolist() == [0, 1, 2, 3]
     np.testing.assert_allclose(residual(y, X, basis), exact, atol=1e-12)
+
+
+def test_fitted_exactly_from_normal_equations_and_residual():
+    """The normal-equations shortcut and the residual agree about an exact fit, on either side of 1e-12 ‖y‖."""
+    from sparselmm.frame import fitted_exactly, independent_columns
+
+    rng = np.random.default_rng(1)
+    X = np.column_stack([np.ones(400), rng.normal(size=(400, 2))])
+    fit = X @ [3.0, 1.0, -2.0]
+    noise = rng.normal(size=400)
+    noise -= X @ np.linalg.lstsq(X, noise, rcond=None)[0]  # orthogonal to X: the residual itself
+    noise /= np.linalg.norm(noise)
+    _, basis = independent_columns(X)
+    for scale, exact in [(1.0, False), (1e-6, False), (1e-10, False), (1e-15, True), (0.0, True)]:
+        y = fit + scale * np.linalg.norm(fit) * noise
+        assert fitted_exactly(y, X, basis) is exact, scale
+        assert fitted_exactly(y, X, np.linalg.qr(X)[0]) is exact, scale  # the residual through a basis

@@ -48,6 +48,9 @@ def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.n
     group_codes = np.asarray(group_codes, dtype=np.int64)
     cols = []
     for t in terms:
+        if t.codes is group_codes:  # the grouping factor's own term: each level is a group
+            cols.append(np.repeat(np.arange(t.nlevels), t.p))
+            continue
         active = t.active
         codes, groups = t.codes[active], group_codes[active]
         group_of_level = np.zeros(t.nlevels, dtype=np.int64)
