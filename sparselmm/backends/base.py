@@ -69,7 +69,7 @@ def profiled_objective(logdet_A: float, logdet_RX2: float, pwrss: float, n: int,
 class ProfiledBackend:
     """The part of a backend that does not depend on how A(θ) is factored.
 
-    Subclasses implement ``_factor(theta) -> (log|A|, C)``,
+    Subclasses implement ``_factor(theta) -> (log|A|, C, C'C)``,
     ``_back_solve(v) -> L'⁻¹ v`` mapped back to Z's column order,
     ``inverse_gather(theta)``, and ``_forward(B) -> L⁻¹ P B`` (rows in the
     factor's order, as C's) unless they specialize ``_information_pieces``;
@@ -90,7 +90,7 @@ class ProfiledBackend:
     def p(self) -> int:
         return self.cp.XtX.shape[0]
 
-    def _factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    def _factor(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def _forward(self, B: np.ndarray) -> np.ndarray:
@@ -105,9 +105,9 @@ class ProfiledBackend:
         if self._theta is not None and np.array_equal(theta, self._theta):
             return self._state
         self._theta = None  # the buffers are about to change: nothing is cached if the factorization fails
-        logdet, C = self._factor(theta)
+        logdet, C, CtC = self._factor(theta)
         self.nfactor += 1
-        R = np.linalg.cholesky(self._G - C.T @ C).T
+        R = np.linalg.cholesky(self._G - CtC).T
         p = self.p
         RX = R[:p, :p]
         beta = (solve_triangular(RX, R[:p, p]) if p else np.zeros(0)) + self.cp.beta_shift

@@ -140,7 +140,8 @@ class BlockedBackend(ProfiledBackend):
         cholesky(self._S, lower=True)
         logdet += 2.0 * np.log(np.diagonal(self._S)).sum()
         self._z22_theta = self._inverse_theta = None
-        return logdet, self._forward(self.layout.lambda_t_times(theta, self._rhs))
+        C = self._forward(self.layout.lambda_t_times(theta, self._rhs))
+        return logdet, C, C.T @ C
 
     def _forward(self, B):
         """L⁻¹ B (B: q × k), overwritten."""

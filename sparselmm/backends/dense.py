@@ -103,6 +103,7 @@ class DenseBackend(ProfiledBackend):
                                     self._gptr, self._zoff, self._ztz, self._ztxy):
             raise ValueError("Z'Z is not block diagonal by group")
         self._L = np.zeros(self._zoff[-1])
+        self._lam = np.zeros(self._zoff[-1])
         self._C = np.empty_like(self._ztxy)  # written by every factorization
         self._toff = layout.tindex[1]
         self._lam_index = kernels.dense_lambda_index(self._gptr, self._zoff, self._lterm, self._lcomp, self._toff,
@@ -120,16 +121,13 @@ class DenseBackend(ProfiledBackend):
         and small (``kernels.pick``)."""
         return kernels.pick(kernel, self.ngroups, self._size)
 
-    def _lambda(self, theta):
-        """Every Λ_g at θ, packed like the Z_g'Z_g blocks."""
-        tflat = np.concatenate([T.ravel() for T in self.layout.T(theta)])
-        return np.where(self._lam_index >= 0, tflat[np.maximum(self._lam_index, 0)], 0.0)
-
     def _factor(self, theta):
         factor = self._kernel(kernels.dense_factor)
-        self._lam = self._lambda(theta)  # kept for the gradient at this θ
-        logdet = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._L, self._C, self._nchunks)
-        return logdet, self._C
+        tflat = np.concatenate([T.ravel() for T in self.layout.T(theta)])
+        # every Λ_g is filled into self._lam, kept for the gradient at this θ
+        logdet, CtC = factor(self._gptr, self._zoff, self._ztz, self._ztxy, self._lam_index, tflat, self._lam,
+                             self._L, self._C, self._nchunks)
+        return logdet, self._C, CtC
 
     def _back_solve(self, v):
         if v.ndim == 2:

@@ -147,7 +147,7 @@ class SparseBackend(ProfiledBackend):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._A.data)
         self.factor.cholesky_inplace(self._A, beta=1.0)
         C = self.factor.solve_L(self.factor.apply_P(self.layout.lambda_t_times(theta, self._rhs)), False)
-        return self.factor.logdet(), C
+        return self.factor.logdet(), C, C.T @ C
 
     def _forward(self, B):
         return self.factor.solve_L(self.factor.apply_P(B), False)

@@ -120,20 +120,38 @@ def _max_group(gptr):
 
 
 @nb.njit(cache=True, parallel=True)
-def dense_factor(gptr, zoff, ztz, ztxy, lam, Lbuf, Cbuf, nchunks):
-    """Factor every group into Lbuf, solve for Cbuf; return Σ_g log|A_g|.
+def dense_factor(gptr, zoff, ztz, ztxy, lam_index, tflat, lam, Lbuf, Cbuf, nchunks):
+    """Fill every Λ_g into ``lam`` (entry e is ``tflat[lam_index[e]]``, or 0 where the index is -1:
+    :func:`dense_lambda_index`), factor every group into Lbuf and solve for Cbuf.
 
-    Groups are split into ``nchunks`` chunks, each with its own workspace.
+    Returns Σ_g log|A_g| and C'C. Groups are split into ``nchunks`` chunks,
+    each with its own workspace and partial sums.
     """
     m = len(gptr) - 1
+    ncol = ztxy.shape[1]
     qmax = QFIX if QFIX else _max_group(gptr)
     logdets = np.zeros(nchunks)
+    grams = np.zeros((nchunks, ncol, ncol))
     for c in nb.prange(nchunks):
         W = np.empty((qmax, qmax))
+        G = grams[c]
         for g in range(c * m // nchunks, (c + 1) * m // nchunks):
-            q = QFIX if QFIX else gptr[g + 1] - gptr[g]
-            logdets[c] += _group_factor(gptr[g], q, zoff[g], ztz, ztxy, lam, Lbuf, Cbuf, W)
-    return logdets.sum()
+            lo, z0 = gptr[g], zoff[g]
+            q = QFIX if QFIX else gptr[g + 1] - lo
+            for e in range(z0, z0 + q * q):
+                ix = lam_index[e]
+                lam[e] = tflat[ix] if ix >= 0 else 0.0
+            logdets[c] += _group_factor(lo, q, z0, ztz, ztxy, lam, Lbuf, Cbuf, W)
+            for i in range(lo, lo + q):
+                for a in range(ncol):
+                    v = Cbuf[i, a]
+                    for b in range(a + 1):
+                        G[a, b] += v * Cbuf[i, b]
+    gram = grams.sum(axis=0)
+    for a in range(ncol):
+        for b in range(a):
+            gram[b, a] = gram[a, b]
+    return logdets.sum(), gram
 
 
 @nb.njit(cache=True, parallel=True)
@@ -276,11 +294,10 @@ def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
 
 @nb.njit(cache=True, inline="always")
 def _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ww, xw,
-                       rw, ztr, c, w, z):
+                       rw, ztr, c, w, z, nt):
     """Add the terms of the group at (lo, q, z0) to the average information (see
-    :func:`dense_gradient`); the last four are workspace."""
+    :func:`dense_gradient`); ``ztr``, ``c``, ``w`` and ``z`` are workspace, ``nt`` is dim θ."""
     nfe = len(beta)
-    nt = c.shape[1]
     # Z'r = Z'y − Z'Xβ − Z'ZΛu, with Λu in w[:, 0]
     for i in range(q):
         s = 0.0
@@ -399,6 +416,6 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
                             gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
             if info:
                 _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta,
-                                   u, ww[c], xw[c], rw[c], ztr, cj, wj, zj)
+                                   u, ww[c], xw[c], rw[c], ztr, cj, wj, zj, ntheta)
     return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0), ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
 
