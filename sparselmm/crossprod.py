@@ -183,26 +183,40 @@ def _ztv(blk, Xz, xoff, bsize, bcol, X, y, q, nchunks):
 
 
 @nb.njit(cache=True, parallel=True)
-def _one_term(codes, Xz, X, y, nlevels, nchunks):
-    """Z'Z's level blocks (ℓ × p_z × p_z) and Z'[X y] (ℓ p_z × (p+1)) of one term, in one pass:
-    chunks of rows in parallel, each into its own sums (one term: Z'Z is block diagonal)."""
+def _one_term(codes, Xz, X, y, bounds, blocks, ztv):
+    """Add one term's level blocks of Z'Z (into ``blocks``, ℓ × p_z × p_z) and Z'[X y] (into ``ztv``,
+    ℓ p_z × (p+1)); one term: Z'Z is block diagonal.
+
+    Rows ``bounds[c]:bounds[c+1]`` make chunk c, run in parallel into ``blocks[c]`` and ``ztv[c]``,
+    or into ``blocks[0]`` and ``ztv[0]`` when there is one of each (the chunks then must not share
+    a level). Rows are summed in runs of one level and each run added once: grouped rows (data
+    sorted by the factor) cost one update per level.
+    """
     n, pz = Xz.shape
     p = X.shape[1]
-    blocks = np.zeros((nchunks, nlevels, pz, pz))
-    ztv = np.zeros((nchunks, nlevels * pz, p + 1))
-    for c in nb.prange(nchunks):
-        bc, vc = blocks[c], ztv[c]
-        for r in range(c * n // nchunks, (c + 1) * n // nchunks):
+    for c in nb.prange(len(bounds) - 1):
+        bout, vout = blocks[c % blocks.shape[0]], ztv[c % blocks.shape[0]]  # shared: blocks[0]
+        bb = np.empty((pz, pz))
+        vv = np.empty((pz, p + 1))
+        r, stop = bounds[c], bounds[c + 1]
+        while r < stop:
             lev = codes[r]
+            bb[:] = 0.0
+            vv[:] = 0.0
+            while r < stop and codes[r] == lev:
+                for i in range(pz):
+                    v = Xz[r, i]
+                    for j in range(pz):
+                        bb[i, j] += v * Xz[r, j]
+                    for s in range(p):
+                        vv[i, s] += v * X[r, s]
+                    vv[i, p] += v * y[r]
+                r += 1
             for i in range(pz):
-                v = Xz[r, i]
                 for j in range(pz):
-                    bc[lev, i, j] += v * Xz[r, j]
-                row = lev * pz + i
-                for s in range(p):
-                    vc[row, s] += v * X[r, s]
-                vc[row, p] += v * y[r]
-    return blocks.sum(axis=0), ztv.sum(axis=0)
+                    bout[lev, i, j] += bb[i, j]
+                for s in range(p + 1):
+                    vout[lev * pz + i, s] += vv[i, s]
 
 
 def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
@@ -242,8 +256,19 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
 def _block_diagonal(t: ReTerm, X: np.ndarray, y: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
     """Z'Z and Z'[X y] of a single term: one level block per level on the diagonal."""
     n, p, nl = len(y), t.p, t.nlevels
-    nchunks = max(1, min(nb.get_num_threads(), n // nl))
-    blocks, ZtV = _one_term(t.codes, np.ascontiguousarray(t.X), X, y, nl, nchunks)
+    nthreads = nb.get_num_threads()
+    starts = np.concatenate([[0], np.flatnonzero(t.codes[1:] != t.codes[:-1]) + 1])  # runs of one level
+    if np.bincount(t.codes[starts], minlength=nl).max() == 1:
+        # one run per level: chunks cut between runs share no level, nor sums
+        starts = np.append(starts, n)
+        bounds = starts[np.searchsorted(starts, np.linspace(0, n, nthreads + 1))]
+        nparts = 1
+    else:  # each chunk its own sums, and no more chunks than rows per level
+        nparts = max(1, min(nthreads, n // nl))
+        bounds = np.linspace(0, n, nparts + 1).astype(np.int64)
+    blocks, ZtV = np.zeros((nparts, nl, p, p)), np.zeros((nparts, nl * p, X.shape[1] + 1))
+    _one_term(t.codes, np.ascontiguousarray(t.X), X, y, bounds, blocks, ZtV)
+    blocks, ZtV = (blocks[0], ZtV[0]) if nparts == 1 else (blocks.sum(axis=0), ZtV.sum(axis=0))
     q = nl * p
     if q * p > np.iinfo(np.int32).max:
         raise ValueError(f"Z'Z has {q * p:,} entries: more than 32-bit indices hold")

@@ -82,3 +82,23 @@ def test_cancelling_entries_stay_in_the_pattern():
     pattern[coo.row, coo.col] = True
     np.testing.assert_array_equal(pattern, block_pattern(layout))
     assert np.sum(coo.data == 0.0) == 2  # a1 (x = 1, -1) against b1, both ways
+
+
+@pytest.mark.parametrize("rows", ["grouped", "shuffled"])
+def test_one_term_crossproducts_grouped_or_not(rows):
+    """One term: rows grouped by level (summed in runs, chunks cut between levels) or not (a sum per
+    chunk) give Z'Z and Z'[X y] of the dense Z."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    data = pd.DataFrame({"g": rng.integers(0, 400, n), "x": rng.normal(size=n)})
+    data["y"] = rng.normal(size=n) + data["x"] * rng.normal(size=400)[data["g"]]
+    if rows == "grouped":
+        data = data.sort_values("g", kind="stable")
+    data["g"] = data["g"].astype(str)
+    model = sparselmm.LinearMixedModel("y ~ x + (1 + x|g)", data)
+    cp, layout = model.crossprod, model.layout
+    Z = dense_Z(layout)
+    e = model.frame.y - model.frame.X @ cp.beta_shift
+    np.testing.assert_allclose(cp.ZtZ.toarray(), Z.T @ Z, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cp.ZtX, Z.T @ model.frame.X, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cp.Zty, Z.T @ e, rtol=1e-10, atol=1e-9)
