@@ -228,15 +228,32 @@ def dense_level_sums(gptr, zoff, Lbuf, lterm, lcomp, p, nchunks):
 
 
 @nb.njit(cache=True, inline="always")
-def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u, gtr, gr2, gD,
-                    Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu):
-    """Add the terms of the group at (lo, q, z0) to the gradient (see :func:`dense_gradient`); the
-    last seven are workspace."""
+def _group_residual(lo, q, z0, ztz, ztxy, lam, beta, u, Lu, ztr):
+    """Λu into ``Lu`` and Z'r = Z'y − Z'Xβ − Z'ZΛu into ``ztr``, for the group at (lo, q, z0)."""
     nfe = len(beta)
-    _group_inverse(Lbuf, z0, q, Linv, Ainv)
-    # Λ'Z'Z, Λ'Z'X and Λu
     for i in range(q):
-        Lu[i] = 0.0
+        s = 0.0
+        for k in range(q):
+            s += lam[z0 + i * q + k] * u[lo + k]
+        Lu[i] = s
+    for i in range(q):
+        s = ztxy[lo + i, nfe]
+        for f in range(nfe):
+            s -= ztxy[lo + i, f] * beta[f]
+        for k in range(q):
+            s -= ztz[z0 + i * q + k] * Lu[k]
+        ztr[i] = s
+
+
+@nb.njit(cache=True, inline="always")
+def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, u, ztr, gtr, gr2, gD,
+                    Linv, Ainv, LtZtZ, LtZtX, MX, B):
+    """Add the terms of the group at (lo, q, z0) to the gradient (see :func:`dense_gradient`), given
+    its Z'r (``ztr``); the last six are workspace."""
+    nfe = ztxy.shape[1] - 1
+    _group_inverse(Lbuf, z0, q, Linv, Ainv)
+    # Λ'Z'Z and Λ'Z'X
+    for i in range(q):
         for c in range(q):
             LtZtZ[i, c] = 0.0
         for c in range(nfe):
@@ -245,12 +262,11 @@ def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
         for k in range(q):
             lki = lam[z0 + k * q + i]
             if lki != 0.0:
-                Lu[k] += lki * u[lo + i]
                 for c in range(q):
                     LtZtZ[i, c] += lki * ztz[z0 + k * q + c]
                 for c in range(nfe):
                     LtZtX[i, c] += lki * ztxy[lo + k, c]
-    # MX = A⁻¹Λ'Z'X and ΛMX
+    # MX = A⁻¹Λ'Z'X, then B = Z'X − Z'ZΛ MX (= Z'V₀⁻¹X), with ΛMX in LtZtX
     for i in range(q):
         for c in range(nfe):
             s = 0.0
@@ -262,8 +278,14 @@ def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
             s = 0.0
             for k in range(q):
                 s += lam[z0 + i * q + k] * MX[k, c]
-            LMX[i, c] = s
-    # θ_j with T_k entry (a, b): Λ_j = Σ_levels e_{c(a)} e_{c(b)}'
+            LtZtX[i, c] = s
+    for i in range(q):
+        for c in range(nfe):
+            s = ztxy[lo + i, c]
+            for k in range(q):
+                s -= ztz[z0 + i * q + k] * LtZtX[k, c]
+            B[i, c] = s
+    # θ_t with T_k entry (a, b): Λ_t = Σ_levels e_{c(a)} e_{c(b)}'
     for jb in range(q):
         k = lterm[lo + jb]
         b = lcomp[lo + jb]
@@ -272,45 +294,24 @@ def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
             if t < 0:
                 continue
             ja = jb - b + a
-            # tr(A⁻¹Λ'Z'ZΛ_j) picks (A⁻¹Λ'Z'Z)[jb, ja]
+            # tr(A⁻¹Λ'Z'ZΛ_t) picks (A⁻¹Λ'Z'Z)[jb, ja]
             s = 0.0
             for c in range(q):
                 s += Ainv[jb, c] * LtZtZ[c, ja]
             gtr[t] += s
-            # res[ja] = (Z'y − Z'Xβ − Z'ZΛu)[ja];  B[ja] = (Z'X − Z'ZΛ MX)[ja]
-            r = ztxy[lo + ja, nfe]
-            for c in range(nfe):
-                r -= ztxy[lo + ja, c] * beta[c]
-            for c in range(q):
-                r -= ztz[z0 + ja * q + c] * Lu[c]
-            gr2[t] -= 2.0 * r * u[lo + jb]
+            gr2[t] -= 2.0 * ztr[ja] * u[lo + jb]
             for rr in range(nfe):
-                brow = ztxy[lo + ja, rr]
-                for c in range(q):
-                    brow -= ztz[z0 + ja * q + c] * LMX[c, rr]
                 for ss in range(nfe):
-                    gD[t, rr, ss] += brow * MX[jb, ss]
+                    gD[t, rr, ss] += B[ja, rr] * MX[jb, ss]
 
 
 @nb.njit(cache=True, inline="always")
-def _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta, u, ww, xw,
-                       rw, ztr, c, w, z, nt):
+def _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, u, ztr, ww, xw,
+                       rw, c, w, z, nt):
     """Add the terms of the group at (lo, q, z0) to the average information (see
-    :func:`dense_gradient`); ``ztr``, ``c``, ``w`` and ``z`` are workspace, ``nt`` is dim θ."""
-    nfe = len(beta)
-    # Z'r = Z'y − Z'Xβ − Z'ZΛu, with Λu in w[:, 0]
-    for i in range(q):
-        s = 0.0
-        for k in range(q):
-            s += lam[z0 + i * q + k] * u[lo + k]
-        w[i, 0] = s
-    for i in range(q):
-        s = ztxy[lo + i, nfe]
-        for f in range(nfe):
-            s -= ztxy[lo + i, f] * beta[f]
-        for k in range(q):
-            s -= ztz[z0 + i * q + k] * w[k, 0]
-        ztr[i] = s
+    :func:`dense_gradient`; ``ww`` only for t2 ≤ t1), given its Z'r (``ztr``); ``c``, ``w`` and
+    ``z`` are workspace, ``nt`` is dim θ."""
+    nfe = ztxy.shape[1] - 1
     # c_t = Λ_t u + Λ Λ_t'Z'r, with Λ_t'Z'r gathered in z first
     for i in range(q):
         for t in range(nt):
@@ -351,7 +352,7 @@ def _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex,
         for i in range(q):
             s += ztr[i] * c[i, t1]
         rw[t1] += s
-        for t2 in range(nt):
+        for t2 in range(t1 + 1):
             s = 0.0
             for i in range(q):
                 s += c[i, t1] * w[i, t2] - z[i, t1] * z[i, t2]
@@ -403,19 +404,23 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
         LtZtZ = np.empty((qmax, qmax))
         LtZtX = np.empty((qmax, nfe))
         MX = np.empty((qmax, nfe))
-        LMX = np.empty((qmax, nfe))
+        B = np.empty((qmax, nfe))
         Lu = np.empty(qmax)
         ztr = np.empty(qmax)
         cj = np.empty((qmax, ntheta))
-        wj = np.empty((qmax, max(ntheta, 1)))
+        wj = np.empty((qmax, ntheta))
         zj = np.empty((qmax, ntheta))
         for g in range(c * m // nchunks, (c + 1) * m // nchunks):
             lo, z0 = gptr[g], zoff[g]
             q = QFIX if QFIX else gptr[g + 1] - lo
-            _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, beta, u,
-                            gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, LMX, Lu)
+            _group_residual(lo, q, z0, ztz, ztxy, lam, beta, u, Lu, ztr)
+            _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, u, ztr,
+                            gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, B)
             if info:
-                _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, beta,
-                                   u, ww[c], xw[c], rw[c], ztr, cj, wj, zj, ntheta)
-    return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0), ww.sum(axis=0), xw.sum(axis=0), rw.sum(axis=0)
-
+                _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, u, ztr,
+                                   ww[c], xw[c], rw[c], cj, wj, zj, ntheta)
+    wsum = ww.sum(axis=0)
+    for t1 in range(ntheta):
+        for t2 in range(t1):
+            wsum[t2, t1] = wsum[t1, t2]
+    return gtr.sum(axis=0), gr2.sum(axis=0), gD.sum(axis=0), wsum, xw.sum(axis=0), rw.sum(axis=0)
