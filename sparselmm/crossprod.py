@@ -235,7 +235,8 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
     # not depend on γ), and X'X is needed anyway
     XtX = X.T @ X
     gamma = np.linalg.lstsq(XtX, X.T @ y, rcond=None)[0] if X.shape[1] else np.zeros(0)
-    y = y - X @ gamma
+    fitted = X @ gamma
+    y = np.subtract(y, fitted, out=fitted)  # one n-vector, not two
     terms: list[ReTerm] = layout.terms
     if len(terms) == 1:
         ZtZ, ZtV = _block_diagonal(terms[0], X, y)

@@ -30,7 +30,7 @@ import pandas as pd
 
 from .design import ReTerm
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
-from .formula import ParsedFormula, RandomTerm, parse_formula
+from .formula import ParsedFormula, RandomTerm, _term_labels, parse_formula
 
 _MISSING = ("drop", "raise")
 RANK_TOL = 1e-7
@@ -112,18 +112,18 @@ def _complete_rows(data: pd.DataFrame, columns: list[str], missing: str) -> pd.D
     """Rows without missing values in ``columns`` (never modifies ``data``)."""
     if missing not in _MISSING:
         raise ValueError(f"missing must be one of {_MISSING}, not {missing!r}")
-    na = data[columns].isna()
-    bad = na.any(axis=1)
+    na = {c: data[c].isna().to_numpy() for c in columns}  # column by column: data[columns] would copy them
+    bad = np.logical_or.reduce(list(na.values()))
     if not bad.any():
         return data
-    counts = na.sum()
+    counts = pd.Series({c: int(m.sum()) for c, m in na.items()})
     detail = ", ".join(f"{c!r} ({k})" for c, k in counts[counts > 0].items())
     if missing == "raise":
         raise DataError(f"missing values in column(s) {detail}; use missing='drop' to drop those rows",
                         column=str(counts[counts > 0].index[0]))
     warnings.warn(f"dropped {int(bad.sum())} of {len(data)} rows with missing values in {detail}",
                   MissingDataWarning, stacklevel=3)
-    return data.loc[~bad.to_numpy()]
+    return data.loc[~bad]
 
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -160,20 +160,55 @@ def _matrix(spec_or_formula, data: pd.DataFrame):
     return spec_or_formula.get_model_matrix(data, na_action="ignore")
 
 
-def random_term(rt: RandomTerm, data: pd.DataFrame, spec=None) -> tuple[ReTerm, object]:
-    """Build one random-effect term (its model columns and grouping codes)."""
-    mm = _matrix(spec if spec is not None else rt.expr, data)
-    if mm.shape[1] == 0:
+def random_term(rt: RandomTerm, data: pd.DataFrame, spec=None, fixed=None) -> tuple[ReTerm, object]:
+    """Build one random-effect term (its model columns and grouping codes).
+
+    ``fixed`` (formulaic's fixed-effects model matrix on the same rows) is
+    used instead of a new model matrix when the term's columns are among its
+    (:func:`_among_fixed`); the term's spec is then None (its expression is
+    rebuilt as it stands on new data).
+    """
+    cols = _among_fixed(rt, data, fixed) if fixed is not None and spec is None else None
+    if cols is not None:
+        names = [fixed.model_spec.column_names[j] for j in cols]
+        X = fixed if cols == list(range(fixed.shape[1])) else fixed[:, cols]
+        spec = None
+    else:
+        mm = _matrix(spec if spec is not None else rt.expr, data)
+        names, X, spec = mm.model_spec.column_names, mm, mm.model_spec
+    if X.shape[1] == 0:
         raise FormulaError(f"random term ({rt.expr} | {rt.group}) has no model columns")
     codes, levels = grouping_codes(data, rt.factors)
     term = ReTerm(
         group=rt.group,
-        columns=tuple(r_name(c) for c in mm.model_spec.column_names),
+        columns=tuple(r_name(c) for c in names),
         levels=levels,
         codes=codes,
-        X=np.ascontiguousarray(mm, dtype=float),
+        X=np.ascontiguousarray(X, dtype=float),
     )
-    return term, mm.model_spec
+    return term, spec
+
+
+def _among_fixed(rt: RandomTerm, data: pd.DataFrame, fixed) -> list[int] | None:
+    """Where the random term's model columns are among the fixed effects' (formulaic's matrix
+    ``fixed``), when its expression is the intercept and numeric columns as they stand: its model
+    matrix is then those columns, whatever the data (no transform, no coding); else None.
+
+    Formulaic orders such columns as their terms (intercept first), named as the variables.
+    """
+    names = list(fixed.model_spec.column_names)
+    cols = []
+    for label in _term_labels(rt.expr):
+        name = "Intercept" if label == "1" else label
+        if label != "1":
+            column = data[label] if label in data.columns else None
+            if column is None or not pd.api.types.is_numeric_dtype(column.dtype) or \
+                    pd.api.types.is_bool_dtype(column.dtype):
+                return None
+        if name not in names:
+            return None
+        cols.append(names.index(name))
+    return cols
 
 
 def _rows_named(index: pd.Index, mask: np.ndarray, limit: int = 5) -> str:
@@ -395,7 +430,7 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
     if X.shape[1] > n:
         raise DataError(f"the fixed-effects model matrix has {X.shape[1]} columns but there are only {n} "
                         "observations: simplify the fixed part")
-    built = [random_term(rt, data) for rt in parsed.random]
+    built = [random_term(rt, data, fixed=mm.rhs) for rt in parsed.random]
     for term, _ in built:
         _check_finite(term.X, term.columns, data.index, f"random term ({term.group}):")
     order = sorted(range(len(built)), key=lambda k: -built[k][0].nlevels)

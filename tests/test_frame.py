@@ -143,3 +143,27 @@ def test_fitted_exactly_from_normal_equations_and_residual():
         y = fit + scale * np.linalg.norm(fit) * noise
         assert fitted_exactly(y, X, basis) is exact, scale
         assert fitted_exactly(y, X, np.linalg.qr(X)[0]) is exact, scale  # the residual through a basis
+
+
+@pytest.mark.parametrize("fixed, expr", [("x", "1 + x"), ("x", "0 + x"), ("x + z", "z + x"), ("x", "1"),
+                                          ("x", "x + z"), ("x + f", "1 + f"), ("0 + f", "0 + f"),
+                                          ("x + b", "b"), ("center(x)", "x")])
+def test_random_columns_taken_from_the_fixed_matrix_equal_their_own(fixed, expr):
+    """A random term of the intercept and numeric columns takes them from the fixed-effects matrix:
+    the same names, order and values as its own model matrix (categorical, boolean and transformed
+    columns are built anew)."""
+    import formulaic
+
+    rng = np.random.default_rng(2)
+    n = 120
+    data = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "z": rng.integers(0, 5, n),
+                         "f": rng.choice(["a", "b", "c"], n), "b": rng.uniform(size=n) < 0.5,
+                         "g": rng.integers(0, 12, n).astype(str)})
+    frame = sparselmm.frame.model_frame(f"y ~ {fixed} + ({expr} | g)", data)
+    own = formulaic.model_matrix(expr, data, output="numpy")
+    term = frame.terms[0]
+    assert term.columns == tuple(sparselmm.frame.r_name(c) for c in own.model_spec.column_names)
+    np.testing.assert_array_equal(term.X, np.asarray(own, dtype=float))
+    assert term.X.flags.c_contiguous
+    if (fixed, expr) == ("x", "1 + x"):  # taken, not rebuilt
+        assert np.shares_memory(term.X, frame.X)
