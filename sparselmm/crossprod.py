@@ -34,17 +34,25 @@ class Crossprod:
     """Crossproducts of [Z X y] and the row count.
 
     ``ZtZ`` is the full symmetric matrix in CSC form with sorted indices and
-    the block pattern described in the module docstring.
+    the block pattern described in the module docstring; ``ZtXy`` is Z'[X y]
+    (q × (p+1)), of which ``ZtX`` and ``Zty`` are views.
     """
 
     ZtZ: sp.csc_matrix
-    ZtX: np.ndarray
-    Zty: np.ndarray
+    ZtXy: np.ndarray
     XtX: np.ndarray
     Xty: np.ndarray
     yty: float
     n: int
     beta_shift: np.ndarray
+
+    @property
+    def ZtX(self) -> np.ndarray:
+        return self.ZtXy[:, :-1]
+
+    @property
+    def Zty(self) -> np.ndarray:
+        return self.ZtXy[:, -1]
 
 
 @nb.njit(cache=True, parallel=True)
@@ -244,8 +252,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
         ZtZ, ZtV = _general(layout, X, y)
     return Crossprod(
         ZtZ=ZtZ,
-        ZtX=ZtV[:, :-1].copy(),
-        Zty=ZtV[:, -1].copy(),
+        ZtXy=ZtV,
         XtX=XtX,
         Xty=X.T @ y,
         yty=float(y @ y),
@@ -273,10 +280,12 @@ def _block_diagonal(t: ReTerm, X: np.ndarray, y: np.ndarray) -> tuple[sp.csc_mat
     q = nl * p
     if q * p > np.iinfo(np.int32).max:
         raise ValueError(f"Z'Z has {q * p:,} entries: more than 32-bit indices hold")
-    indices = (np.arange(q) // p * p)[:, None] + np.arange(p)  # column c: the rows of its level block
+    # column j of level l: the rows l p .. l p + p - 1 of its block
+    indices = np.arange(0, q, p, dtype=np.int32)[:, None, None] + np.zeros((1, p, 1), np.int32) + \
+        np.arange(p, dtype=np.int32)
     colptr = np.arange(0, q * p + 1, p, dtype=np.int32)
     # a block read by columns is itself: it is symmetric
-    ZtZ = sp.csc_matrix((blocks.ravel(), indices.ravel().astype(np.int32), colptr), shape=(q, q))
+    ZtZ = sp.csc_matrix((blocks.ravel(), indices.ravel(), colptr), shape=(q, q))
     ZtZ.has_sorted_indices = True
     return ZtZ, ZtV
 

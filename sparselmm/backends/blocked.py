@@ -117,7 +117,7 @@ class BlockedBackend(ProfiledBackend):
         self._Z22 = np.empty((m, m), order="F")
         self._zval = np.empty(len(lidx))
         self._work = np.empty((q1 // p1, p1, p1))
-        self._rhs = np.column_stack([cp.ZtX, cp.Zty])
+        self._rhs = cp.ZtXy
         ntail = np.diff(self._lptr[:q1 + 1]) - (p1 - np.arange(q1) % p1)
         pairs = float((ntail.astype(float) ** 2).sum()) / 2
         parallel = pairs >= PARALLEL_MIN_PAIRS if parallel is None else parallel

@@ -99,7 +99,7 @@ class DenseBackend(ProfiledBackend):
         self._ztz = np.zeros(self._zoff[-1])
         self._ztxy = np.empty((q, self.p + 1))
         ZtZ = cp.ZtZ
-        if not kernels.dense_blocks(ZtZ.indptr, ZtZ.indices, ZtZ.data, cp.ZtX, cp.Zty, order, col_group, loc,
+        if not kernels.dense_blocks(ZtZ.indptr, ZtZ.indices, ZtZ.data, cp.ZtXy, order, col_group, loc,
                                     self._gptr, self._zoff, self._ztz, self._ztxy):
             raise ValueError("Z'Z is not block diagonal by group")
         self._L = np.zeros(self._zoff[-1])

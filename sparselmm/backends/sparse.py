@@ -95,7 +95,7 @@ class SparseBackend(ProfiledBackend):
         self.factor, self.ordering, (self._lptr, self._lidx), self._split = self._analyze()
         self._pinv = np.empty(q, dtype=np.int64)
         self._pinv[self.factor.P()] = np.arange(q)
-        self._rhs = np.column_stack([cp.ZtX, cp.Zty])
+        self._rhs = cp.ZtXy
         self._inv_buffers = None
 
     def _analyze(self):

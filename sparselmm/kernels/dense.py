@@ -22,7 +22,7 @@ from .common import QFIX
 
 
 @nb.njit(cache=True, parallel=True)
-def dense_blocks(indptr, indices, data, ZtX, Zty, order, col_group, loc, gptr, zoff, ztz, ztxy):
+def dense_blocks(indptr, indices, data, ZtXy, order, col_group, loc, gptr, zoff, ztz, ztxy):
     """Cut the group blocks Z_g'Z_g out of Z'Z (CSC) into ``ztz`` (packed), and gather Z'[X y] in the
     groups' column order (``order``) into ``ztxy``. Returns False if an entry of Z'Z joins two groups.
     """
@@ -39,9 +39,8 @@ def dense_blocks(indptr, indices, data, ZtX, Zty, order, col_group, loc, gptr, z
                 bad[lc] = True
             else:
                 ztz[z0 + (loc[r] - lo) * size + lc - lo] = data[x]
-        for f in range(ZtX.shape[1]):
-            ztxy[lc, f] = ZtX[c, f]
-        ztxy[lc, ZtX.shape[1]] = Zty[c]
+        for f in range(ZtXy.shape[1]):
+            ztxy[lc, f] = ZtXy[c, f]
     return not bad.any()
 
 
