@@ -27,6 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .design import Layout, ReTerm
+from .kernels import pick
+from .kernels.common import QFIX
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,16 +193,18 @@ def _ztv(blk, Xz, xoff, bsize, bcol, X, y, q, nchunks):
 
 
 @nb.njit(cache=True, parallel=True)
-def _one_term(codes, Xz, X, y, bounds, blocks, ztv):
+def _one_term(codes, Xz, X, y, bounds, grouped, blocks, ztv):
     """Add one term's level blocks of Z'Z (into ``blocks``, ℓ × p_z × p_z) and Z'[X y] (into ``ztv``,
     ℓ p_z × (p+1)); one term: Z'Z is block diagonal.
 
-    Rows ``bounds[c]:bounds[c+1]`` make chunk c, run in parallel into ``blocks[c]`` and ``ztv[c]``,
-    or into ``blocks[0]`` and ``ztv[0]`` when there is one of each (the chunks then must not share
-    a level). Rows are summed in runs of one level and each run added once: grouped rows (data
-    sorted by the factor) cost one update per level.
+    Rows ``bounds[c]:bounds[c+1]`` make chunk c, run in parallel and added into ``blocks[c]`` and
+    ``ztv[c]``; or, ``grouped`` (each level's rows one run, no level in two chunks), written into
+    ``blocks[0]`` and ``ztv[0]``, which need no zeros (adding to a page of calloc's zeros faults
+    twice: on the read, then on the write). Rows are summed in runs of one level and each run
+    added once: grouped rows (data sorted by the factor) cost one update per level. Compiled for p_z = QFIX by ``kernels.pick``
+    (the run's sums then stay in registers: twice as fast).
     """
-    n, pz = Xz.shape
+    pz = QFIX if QFIX else Xz.shape[1]
     p = X.shape[1]
     for c in nb.prange(len(bounds) - 1):
         bout, vout = blocks[c % blocks.shape[0]], ztv[c % blocks.shape[0]]  # shared: blocks[0]
@@ -222,9 +226,9 @@ def _one_term(codes, Xz, X, y, bounds, blocks, ztv):
                 r += 1
             for i in range(pz):
                 for j in range(pz):
-                    bout[lev, i, j] += bb[i, j]
+                    bout[lev, i, j] = bb[i, j] if grouped else bout[lev, i, j] + bb[i, j]
                 for s in range(p + 1):
-                    vout[lev * pz + i, s] += vv[i, s]
+                    vout[lev * pz + i, s] = vv[i, s] if grouped else vout[lev * pz + i, s] + vv[i, s]
 
 
 def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
@@ -266,17 +270,17 @@ def _block_diagonal(t: ReTerm, X: np.ndarray, y: np.ndarray) -> tuple[sp.csc_mat
     n, p, nl = len(y), t.p, t.nlevels
     nthreads = nb.get_num_threads()
     starts = np.concatenate([[0], np.flatnonzero(t.codes[1:] != t.codes[:-1]) + 1])  # runs of one level
-    if np.bincount(t.codes[starts], minlength=nl).max() == 1:
-        # one run per level: chunks cut between runs share no level, nor sums
+    grouped = len(starts) == nl and np.bincount(t.codes[starts], minlength=nl).max() == 1
+    if grouped:  # one run per level, every level: chunks cut between runs share no level, nor sums
         starts = np.append(starts, n)
         bounds = starts[np.searchsorted(starts, np.linspace(0, n, nthreads + 1))]
-        nparts = 1
+        blocks, ZtV = np.empty((1, nl, p, p)), np.empty((1, nl * p, X.shape[1] + 1))
     else:  # each chunk its own sums, and no more chunks than rows per level
         nparts = max(1, min(nthreads, n // nl))
         bounds = np.linspace(0, n, nparts + 1).astype(np.int64)
-    blocks, ZtV = np.zeros((nparts, nl, p, p)), np.zeros((nparts, nl * p, X.shape[1] + 1))
-    _one_term(t.codes, np.ascontiguousarray(t.X), X, y, bounds, blocks, ZtV)
-    blocks, ZtV = (blocks[0], ZtV[0]) if nparts == 1 else (blocks.sum(axis=0), ZtV.sum(axis=0))
+        blocks, ZtV = np.zeros((nparts, nl, p, p)), np.zeros((nparts, nl * p, X.shape[1] + 1))
+    pick(_one_term, n, p)(t.codes, np.ascontiguousarray(t.X), X, y, bounds, grouped, blocks, ZtV)
+    blocks, ZtV = (blocks[0], ZtV[0]) if len(blocks) == 1 else (blocks.sum(axis=0), ZtV.sum(axis=0))
     q = nl * p
     if q * p > np.iinfo(np.int32).max:
         raise ValueError(f"Z'Z has {q * p:,} entries: more than 32-bit indices hold")

@@ -23,9 +23,6 @@ from .base import ProfiledBackend
 #: A group block larger than this is left to the sparse backend.
 MAX_GROUP_SIZE = 64
 
-#: Groups of equal size up to this get kernels compiled for that size (``kernels.pick``).
-MAX_FIXED_SIZE = 4
-
 
 def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.ndarray | None:
     """Group of each column of Z, when all terms are nested in one factor.
@@ -109,7 +106,7 @@ class DenseBackend(ProfiledBackend):
         self._lam_index = kernels.dense_lambda_index(self._gptr, self._zoff, self._lterm, self._lcomp, self._toff,
                                                      layout.p)
         self._nchunks = 4 * nb.get_num_threads()
-        self._size = int(sizes[0]) if sizes.min() == sizes.max() <= MAX_FIXED_SIZE else 0
+        self._size = int(sizes[0]) if sizes.min() == sizes.max() else 0  # equal groups: kernels for the size
         self._info = None
 
     @property

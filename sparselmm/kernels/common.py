@@ -49,6 +49,9 @@ def counting_order(keys, nkeys):
 #: random intercept and slope).
 QFIX = 0
 
+#: Sizes up to this get their own compiled variant (each costs a compilation, once: cached).
+MAX_FIXED_SIZE = 4
+
 
 def _variant(kernel, parallel: bool, size: int):
     """``kernel`` compiled with or without ``parallel`` (``prange`` then runs as ``range``) and with
@@ -72,8 +75,9 @@ def serial(kernel):
 
 def pick(kernel, work: int, size: int = 0):
     """``kernel`` for ``work`` ≥ PARALLEL_MIN_WORK pieces of work, else its serial twin; with
-    ``size`` > 0 the variant that reads its group size from ``QFIX`` (see there)."""
+    0 < ``size`` ≤ MAX_FIXED_SIZE the variant compiled for ``QFIX = size`` (see there)."""
     parallel = work >= PARALLEL_MIN_WORK
+    size = size if size <= MAX_FIXED_SIZE else 0
     if parallel and not size:
         return kernel
     key = (kernel, parallel, size)
