@@ -85,6 +85,7 @@ class DenseBackend(ProfiledBackend):
             refuse(f"The dense blocks of {ngroups} groups (largest {sizes.max()} × {sizes.max()})", nbytes, limit,
                    "Use backend='sparse', or fewer random effects per group.")
         self._order = order
+        self._in_order = bool(np.all(col_group[1:] >= col_group[:-1]))  # Z's columns already by group
         self._gptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._zoff = np.concatenate([[0], np.cumsum(sizes * sizes)]).astype(np.int64)
         loc = np.empty(q, dtype=np.int64)
@@ -92,7 +93,7 @@ class DenseBackend(ProfiledBackend):
         self._loc = loc
         term = np.repeat(np.arange(len(layout.terms)), layout.p * layout.nlevels)
         comp = np.concatenate([np.tile(np.arange(p), nl) for p, nl in zip(layout.p, layout.nlevels)])
-        self._lterm, self._lcomp = term[order], comp[order]
+        self._lterm, self._lcomp = (term, comp) if self._in_order else (term[order], comp[order])
         self._ztz = np.zeros(self._zoff[-1])
         self._ztxy = np.empty((q, self.p + 1))
         ZtZ = cp.ZtZ
@@ -131,7 +132,7 @@ class DenseBackend(ProfiledBackend):
             return np.column_stack([self._back_solve(v[:, i]) for i in range(v.shape[1])])
         out = np.empty_like(v)
         self._kernel(kernels.dense_back_solve)(self._gptr, self._zoff, self._L, np.ascontiguousarray(v), out)
-        return out[self._loc]
+        return out if self._in_order else out[self._loc]
 
     def _derivatives(self, theta, beta, u, info):
         """The per-group kernel's sums (``kernels.dense_gradient``); with ``info``, the average
@@ -140,7 +141,7 @@ class DenseBackend(ProfiledBackend):
         out = self._kernel(kernels.dense_gradient)(
             self._gptr, self._zoff, self._ztz, self._ztxy, self._lam, self._lterm, self._lcomp,
             self._toff, self.layout.p, self.layout.tindex[0], self._L, self._C, beta,
-            np.ascontiguousarray(u[self._order]), self.layout.ntheta, info, self._nchunks)
+            np.ascontiguousarray(u if self._in_order else u[self._order]), self.layout.ntheta, info, self._nchunks)
         if info:
             self._info = (self._theta, out[3:])
         return out
