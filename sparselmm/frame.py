@@ -201,6 +201,8 @@ def _among_fixed(rt: RandomTerm, data: pd.DataFrame, fixed) -> list[int] | None:
     for label in _term_labels(rt.expr):
         name = "Intercept" if label == "1" else label
         if label != "1":
+            if label == "Intercept":  # a column named as formulaic's intercept: build it anew
+                return None
             column = data[label] if label in data.columns else None
             if column is None or not pd.api.types.is_numeric_dtype(column.dtype) or \
                     pd.api.types.is_bool_dtype(column.dtype):
