@@ -48,6 +48,11 @@ class ReTerm:
     X: np.ndarray
     diagonal: bool = False
 
+    def __post_init__(self):
+        if self.X.ndim != 2 or self.X.shape != (len(self.codes), len(self.columns)):
+            raise ValueError(f"term ({' + '.join(self.columns)} | {self.group}): model columns of shape "
+                             f"{self.X.shape} for {len(self.codes)} rows and {len(self.columns)} names")
+
     @property
     def p(self) -> int:
         return len(self.columns)

@@ -194,22 +194,21 @@ def _among_fixed(rt: RandomTerm, data: pd.DataFrame, fixed) -> list[int] | None:
     ``fixed``), when its expression is the intercept and numeric columns as they stand: its model
     matrix is then those columns, whatever the data (no transform, no coding); else None.
 
-    Formulaic orders such columns as their terms (intercept first), named as the variables.
+    Columns are found by formulaic's terms (the intercept is the term ``1``, a column of the data
+    the term of its name), in the order of the term's own: intercept first, as formulaic orders them.
     """
-    names = list(fixed.model_spec.column_names)
+    slices = {str(term): s for term, s in fixed.model_spec.term_slices.items()}
     cols = []
     for label in _term_labels(rt.expr):
-        name = "Intercept" if label == "1" else label
         if label != "1":
-            if label == "Intercept":  # a column named as formulaic's intercept: build it anew
-                return None
             column = data[label] if label in data.columns else None
             if column is None or not pd.api.types.is_numeric_dtype(column.dtype) or \
                     pd.api.types.is_bool_dtype(column.dtype):
                 return None
-        if name not in names:
+        s = slices.get(label)
+        if s is None or s.stop - s.start != 1:
             return None
-        cols.append(names.index(name))
+        cols.append(s.start)
     return cols
 
 

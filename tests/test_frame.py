@@ -147,7 +147,8 @@ def test_fitted_exactly_from_normal_equations_and_residual():
 
 @pytest.mark.parametrize("fixed, expr", [("x", "1 + x"), ("x", "0 + x"), ("x + z", "z + x"), ("x", "1"),
                                           ("x", "x + z"), ("x + f", "1 + f"), ("0 + f", "0 + f"),
-                                          ("x + b", "b"), ("center(x)", "x")])
+                                          ("x + b", "b"), ("center(x)", "x"), ("0 + Intercept", "1"),
+                                          ("Intercept", "0 + Intercept")])
 def test_random_columns_taken_from_the_fixed_matrix_equal_their_own(fixed, expr):
     """A random term of the intercept and numeric columns takes them from the fixed-effects matrix:
     the same names, order and values as its own model matrix (categorical, boolean and transformed
@@ -157,6 +158,7 @@ def test_random_columns_taken_from_the_fixed_matrix_equal_their_own(fixed, expr)
     rng = np.random.default_rng(2)
     n = 120
     data = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "z": rng.integers(0, 5, n),
+                         "Intercept": rng.normal(size=n),  # a column named as formulaic's intercept
                          "f": rng.choice(["a", "b", "c"], n), "b": rng.uniform(size=n) < 0.5,
                          "g": rng.integers(0, 12, n).astype(str)})
     frame = sparselmm.frame.model_frame(f"y ~ {fixed} + ({expr} | g)", data)
@@ -167,3 +169,14 @@ def test_random_columns_taken_from_the_fixed_matrix_equal_their_own(fixed, expr)
     assert term.X.flags.c_contiguous
     if (fixed, expr) == ("x", "1 + x"):  # taken, not rebuilt
         assert np.shares_memory(term.X, frame.X)
+
+
+def test_term_columns_must_match_its_names():
+    """A term's model columns and names disagree: an error at construction, before any kernel reads the rows."""
+    from sparselmm.design import ReTerm
+
+    codes = np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="model columns of shape"):
+        ReTerm(group="g", columns=("(Intercept)", "x"), levels=pd.Index(["a", "b"]), codes=codes, X=np.ones((4, 1)))
+    with pytest.raises(ValueError, match="model columns of shape"):
+        ReTerm(group="g", columns=("(Intercept)",), levels=pd.Index(["a", "b"]), codes=codes, X=np.ones((3, 1)))
