@@ -227,6 +227,25 @@ def dense_level_sums(gptr, zoff, Lbuf, lterm, lcomp, p, nchunks):
 
 
 @nb.njit(cache=True, inline="always")
+def _group_entries(lo, q, lterm, lcomp, toff, p, tindex, ent):
+    """The θ entries on the group at (lo, q), as rows (t, ja, jb) of ``ent``; returns their number.
+
+    θ_t is entry (a, b) of T_k: Λ_t = Σ_levels e_{c(a)} e_{c(b)}', and ja, jb are the group's
+    columns of components a and b of one level of term k.
+    """
+    n = 0
+    for jb in range(q):
+        k = lterm[lo + jb]
+        b = lcomp[lo + jb]
+        for a in range(b, p[k]):
+            t = tindex[toff[k] + a * p[k] + b]
+            if t >= 0:
+                ent[n, 0], ent[n, 1], ent[n, 2] = t, jb - b + a, jb
+                n += 1
+    return n
+
+
+@nb.njit(cache=True, inline="always")
 def _group_residual(lo, q, z0, ztz, ztxy, lam, beta, u, Lu, ztr):
     """Λu into ``Lu`` and Z'r = Z'y − Z'Xβ − Z'ZΛu into ``ztr``, for the group at (lo, q, z0)."""
     nfe = len(beta)
@@ -245,10 +264,10 @@ def _group_residual(lo, q, z0, ztz, ztxy, lam, beta, u, Lu, ztr):
 
 
 @nb.njit(cache=True, inline="always")
-def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, u, ztr, gtr, gr2, gD,
+def _group_gradient(lo, q, z0, ztz, ztxy, lam, ent, nent, Lbuf, u, ztr, gtr, gr2, gD,
                     Linv, Ainv, LtZtZ, LtZtX, MX, B):
     """Add the terms of the group at (lo, q, z0) to the gradient (see :func:`dense_gradient`), given
-    its Z'r (``ztr``); the last six are workspace."""
+    its θ entries (:func:`_group_entries`) and Z'r (``ztr``); the last six are workspace."""
     nfe = ztxy.shape[1] - 1
     _group_inverse(Lbuf, z0, q, Linv, Ainv)
     # Λ'Z'Z and Λ'Z'X
@@ -284,47 +303,34 @@ def _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
             for k in range(q):
                 s -= ztz[z0 + i * q + k] * LtZtX[k, c]
             B[i, c] = s
-    # θ_t with T_k entry (a, b): Λ_t = Σ_levels e_{c(a)} e_{c(b)}'
-    for jb in range(q):
-        k = lterm[lo + jb]
-        b = lcomp[lo + jb]
-        for a in range(b, p[k]):
-            t = tindex[toff[k] + a * p[k] + b]
-            if t < 0:
-                continue
-            ja = jb - b + a
-            # tr(A⁻¹Λ'Z'ZΛ_t) picks (A⁻¹Λ'Z'Z)[jb, ja]
-            s = 0.0
-            for c in range(q):
-                s += Ainv[jb, c] * LtZtZ[c, ja]
-            gtr[t] += s
-            gr2[t] -= 2.0 * ztr[ja] * u[lo + jb]
-            for rr in range(nfe):
-                for ss in range(nfe):
-                    gD[t, rr, ss] += B[ja, rr] * MX[jb, ss]
+    for e in range(nent):
+        t, ja, jb = ent[e, 0], ent[e, 1], ent[e, 2]
+        # tr(A⁻¹Λ'Z'ZΛ_t) picks (A⁻¹Λ'Z'Z)[jb, ja]
+        s = 0.0
+        for c in range(q):
+            s += Ainv[jb, c] * LtZtZ[c, ja]
+        gtr[t] += s
+        gr2[t] -= 2.0 * ztr[ja] * u[lo + jb]
+        for rr in range(nfe):
+            for ss in range(nfe):
+                gD[t, rr, ss] += B[ja, rr] * MX[jb, ss]
 
 
 @nb.njit(cache=True, inline="always")
-def _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, u, ztr, ww, xw,
-                       rw, c, w, z, nt):
+def _group_information(lo, q, z0, ztz, ztxy, lam, ent, nent, Lbuf, Cbuf, u, ztr, ww, xw, rw, c, w, z, nt):
     """Add the terms of the group at (lo, q, z0) to the average information (see
-    :func:`dense_gradient`; ``ww`` only for t2 ≤ t1), given its Z'r (``ztr``); ``c``, ``w`` and
-    ``z`` are workspace, ``nt`` is dim θ."""
+    :func:`dense_gradient`; ``ww`` only for t2 ≤ t1), given its θ entries and Z'r (``ztr``);
+    ``c``, ``w`` and ``z`` are workspace, ``nt`` is dim θ."""
     nfe = ztxy.shape[1] - 1
     # c_t = Λ_t u + Λ Λ_t'Z'r, with Λ_t'Z'r gathered in z first
     for i in range(q):
         for t in range(nt):
             c[i, t] = 0.0
             z[i, t] = 0.0
-    for jb in range(q):
-        k = lterm[lo + jb]
-        b = lcomp[lo + jb]
-        for a in range(b, p[k]):
-            t = tindex[toff[k] + a * p[k] + b]
-            if t >= 0:
-                ja = jb - b + a
-                c[ja, t] += u[lo + jb]
-                z[jb, t] += ztr[ja]
+    for e in range(nent):
+        t, ja, jb = ent[e, 0], ent[e, 1], ent[e, 2]
+        c[ja, t] += u[lo + jb]
+        z[jb, t] += ztr[ja]
     for i in range(q):
         for t in range(nt):
             s = 0.0
@@ -391,6 +397,7 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
     m = len(gptr) - 1
     nfe = len(beta)
     qmax = QFIX if QFIX else _max_group(gptr)
+    pmax = p.max()
     gtr = np.zeros((nchunks, ntheta))
     gr2 = np.zeros((nchunks, ntheta))
     gD = np.zeros((nchunks, ntheta, nfe, nfe))
@@ -409,15 +416,17 @@ def dense_gradient(gptr, zoff, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lb
         cj = np.empty((qmax, ntheta))
         wj = np.empty((qmax, ntheta))
         zj = np.empty((qmax, ntheta))
+        ent = np.empty((qmax * pmax, 3), dtype=np.int64)
         for g in range(c * m // nchunks, (c + 1) * m // nchunks):
             lo, z0 = gptr[g], zoff[g]
             q = QFIX if QFIX else gptr[g + 1] - lo
+            nent = _group_entries(lo, q, lterm, lcomp, toff, p, tindex, ent)
             _group_residual(lo, q, z0, ztz, ztxy, lam, beta, u, Lu, ztr)
-            _group_gradient(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, u, ztr,
-                            gtr[c], gr2[c], gD[c], Linv, Ainv, LtZtZ, LtZtX, MX, B)
+            _group_gradient(lo, q, z0, ztz, ztxy, lam, ent, nent, Lbuf, u, ztr, gtr[c], gr2[c], gD[c],
+                            Linv, Ainv, LtZtZ, LtZtX, MX, B)
             if info:
-                _group_information(lo, q, z0, ztz, ztxy, lam, lterm, lcomp, toff, p, tindex, Lbuf, Cbuf, u, ztr,
-                                   ww[c], xw[c], rw[c], cj, wj, zj, ntheta)
+                _group_information(lo, q, z0, ztz, ztxy, lam, ent, nent, Lbuf, Cbuf, u, ztr, ww[c], xw[c], rw[c],
+                                   cj, wj, zj, ntheta)
     wsum = ww.sum(axis=0)
     for t1 in range(ntheta):
         for t2 in range(t1):
