@@ -201,8 +201,8 @@ def _one_term(codes, Xz, X, y, bounds, grouped, blocks, ztv):
     ``ztv[c]``; or, ``grouped`` (each level's rows one run, no level in two chunks), written into
     ``blocks[0]`` and ``ztv[0]``, which need no zeros (adding to a page of calloc's zeros faults
     twice: on the read, then on the write). Rows are summed in runs of one level and each run
-    added once: grouped rows (data sorted by the factor) cost one update per level. Compiled for p_z = QFIX by ``kernels.pick``
-    (the run's sums then stay in registers: twice as fast).
+    added once: grouped rows (data sorted by the factor) cost one update per level. Compiled for
+    p_z = QFIX by ``kernels.pick`` (the run's sums then stay in registers: twice as fast).
     """
     pz = QFIX if QFIX else Xz.shape[1]
     p = X.shape[1]
@@ -284,9 +284,8 @@ def _block_diagonal(t: ReTerm, X: np.ndarray, y: np.ndarray) -> tuple[sp.csc_mat
     q = nl * p
     if q * p > np.iinfo(np.int32).max:
         raise ValueError(f"Z'Z has {q * p:,} entries: more than 32-bit indices hold")
-    # column j of level l: the rows l p .. l p + p - 1 of its block
-    indices = np.arange(0, q, p, dtype=np.int32)[:, None, None] + np.zeros((1, p, 1), np.int32) + \
-        np.arange(p, dtype=np.int32)
+    # every column of level l: the rows l p .. l p + p - 1 of its block
+    indices = np.repeat(np.arange(0, q, p, dtype=np.int32), p)[:, None] + np.arange(p, dtype=np.int32)
     colptr = np.arange(0, q * p + 1, p, dtype=np.int32)
     # a block read by columns is itself: it is symmetric
     ZtZ = sp.csc_matrix((blocks.ravel(), indices.ravel(), colptr), shape=(q, q))

@@ -45,7 +45,7 @@ class RandomTerm:
     @property
     def has_intercept(self) -> bool:
         """Whether ``expr`` includes an (explicit or implicit) intercept."""
-        return "1" in _term_labels(self.expr)
+        return "1" in term_labels(self.expr)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class ParsedFormula:
 _BARS = (ast.BitOr, ast.RShift)  # "|" and "||" (substituted by ">>")
 
 
-def _term_labels(expr: str) -> list[str]:
+def term_labels(expr: str) -> list[str]:
     """Model terms of a formulaic RHS string (``"1"`` is the intercept)."""
     return [str(t) for t in Formula(expr)]
 
@@ -196,7 +196,7 @@ def _random_terms(node: ast.BinOp, rhs: _Rhs) -> list[RandomTerm]:
     term = rhs.text(node)
     lhs = rhs.text(node.left)
     try:
-        labels = _term_labels(lhs)
+        labels = term_labels(lhs)
     except Exception as exc:  # formulaic's own parse errors
         raise FormulaError(f"cannot parse left side {lhs!r} of random term {term!r}: "
                            f"{exc}") from None

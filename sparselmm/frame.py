@@ -30,7 +30,7 @@ import pandas as pd
 
 from .design import ReTerm
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
-from .formula import ParsedFormula, RandomTerm, _term_labels, parse_formula
+from .formula import ParsedFormula, RandomTerm, parse_formula, term_labels
 
 _MISSING = ("drop", "raise")
 RANK_TOL = 1e-7
@@ -199,7 +199,7 @@ def _among_fixed(rt: RandomTerm, data: pd.DataFrame, fixed) -> list[int] | None:
     """
     slices = {str(term): s for term, s in fixed.model_spec.term_slices.items()}
     cols = []
-    for label in _term_labels(rt.expr):
+    for label in term_labels(rt.expr):
         if label != "1":
             column = data[label] if label in data.columns else None
             if column is None or not pd.api.types.is_numeric_dtype(column.dtype) or \
