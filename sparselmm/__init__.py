@@ -28,9 +28,19 @@ from .errors import (  # noqa: E402
     RankDeficiencyWarning,
     SingularFitWarning,
 )
-from .mixedlm import MixedLM, MixedLMParams, MixedLMResults  # noqa: E402
 from .model import LinearMixedModel, fit  # noqa: E402
 from .results import LMMResults  # noqa: E402
+
+#: The statsmodels door, imported on first use (it imports statsmodels).
+_MIXEDLM = ("MixedLM", "MixedLMParams", "MixedLMResults")
+
+
+def __getattr__(name):
+    if name in _MIXEDLM:
+        from . import mixedlm
+
+        return getattr(mixedlm, name)
+    raise AttributeError(f"module 'sparselmm' has no attribute {name!r}")
 
 __all__ = [
     "ConvergenceWarning",

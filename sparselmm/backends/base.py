@@ -118,11 +118,16 @@ class ProfiledBackend:
 
     def _spherical(self, theta: np.ndarray) -> np.ndarray:
         """û(θ), kept for the last θ."""
-        _, C, _, beta, _ = self._update(theta)
+        beta = self._update(theta)[3]
         if self._uhat is None:
-            p = self.p
-            self._uhat = self._back_solve(C[:, p] - C[:, :p] @ (beta - self.cp.beta_shift))
+            self._uhat = self.spherical_at(theta, beta)
         return self._uhat
+
+    def spherical_at(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """The conditional mode û at θ for given fixed effects β: A⁻¹Λ'Z'(y − Xβ)."""
+        _, C, _, _, _ = self._update(theta)
+        p = self.p
+        return self._back_solve(C[:, p] - C[:, :p] @ (np.asarray(beta, dtype=float) - self.cp.beta_shift))
 
     def objective(self, theta: np.ndarray) -> float:
         """ML deviance or REML criterion at θ."""
@@ -201,12 +206,12 @@ class ProfiledBackend:
 
         with ν = n (ML) or n − p (REML); see :meth:`_gradient_pieces`.
         """
-        _, C, RX, beta_hat, _ = self._update(theta)
+        _, _, RX, beta_hat, _ = self._update(theta)
         p, n = self.p, self.cp.n
         beta = beta_hat if beta is None else np.asarray(beta, dtype=float)
         qf = self.weighted_rss(theta, beta)
         beta_e = beta - self.cp.beta_shift  # coordinates of the shifted response
-        u = self._spherical(theta) if beta is beta_hat else self._back_solve(C[:, p] - C[:, :p] @ beta_e)
+        u = self._spherical(theta) if beta is beta_hat else self.spherical_at(theta, beta)
         tr, r2, D = self._gradient_pieces(np.asarray(theta, dtype=float), beta_e, u)
         if not self.reml:
             return 2.0 * tr + n * r2 / qf

@@ -1,7 +1,11 @@
-"""statsmodels' ``MixedLM`` API on sparselmm's backends: change one import."""
+"""statsmodels' ``MixedLM`` API on sparselmm's backends: change one import.
 
-from .model import MixedLM, VCSpec
+This door builds on statsmodels' base classes: importing it imports
+statsmodels (``import sparselmm`` alone does not).
+"""
+
+from .model import MixedLM
 from .params import MixedLMParams
-from .results import MixedLMResults
+from .results import MixedLMResults, MixedLMResultsWrapper
 
-__all__ = ["MixedLM", "MixedLMParams", "MixedLMResults", "VCSpec"]
+__all__ = ["MixedLM", "MixedLMParams", "MixedLMResults", "MixedLMResultsWrapper"]

@@ -1,84 +1,82 @@
-"""``MixedLM.from_formula``: statsmodels' formulas, through formulaic.
+"""``MixedLM.from_formula``'s random-effects inputs.
 
-``formula`` gives endog and exog; ``re_formula`` the grouped random
-effects (``"1"`` by default: a random intercept named after the groups);
-``vc_formula`` a dict of variance-component formulas, each evaluated once on
-all rows and cut per group to the columns that occur in it (for indicator
-and slope-by-level formulas, what statsmodels gets by evaluating it group
-by group).
+``formula`` itself goes through statsmodels' formula handling (names,
+environment, ``model.data.frame``, ``predict`` on new data). ``re_formula``
+is evaluated as statsmodels evaluates it. Each ``vc_formula`` is evaluated
+once over all rows as a sparse matrix (formulaic), a group taking the
+columns that are nonzero in it: what statsmodels gets by evaluating the
+formula group by group, without a dense matrix per group (a crossed design
+written with one group has one column per level).
 """
 
 from __future__ import annotations
 
+import sys
+
 import formulaic
 import numpy as np
 import pandas as pd
+from statsmodels.formula._manager import FormulaManager
+from statsmodels.regression.mixed_linear_model import _handle_missing
 
 from ..errors import DataError
+from .design import Component
 
 
-def _matrix(formula: str, data: pd.DataFrame):
-    return formulaic.model_matrix(formula, data, na_action="ignore")
+def caller_namespace(eval_env, depth: int) -> dict:
+    """statsmodels' ``eval_env`` as a namespace: None or k ≥ 0, the caller's (k frames up); -1, empty."""
+    if isinstance(eval_env, dict):
+        return eval_env
+    if eval_env == -1:
+        return {}
+    frame = sys._getframe(depth + 1 + (eval_env or 0))
+    return {**frame.f_globals, **frame.f_locals}
 
 
-def _variables(*formulas) -> list[str]:
-    names = set()
-    for f in formulas:
-        if f:
-            names |= set(formulaic.Formula(f).required_variables)
-    return sorted(names)
-
-
-def model_inputs(formula, data, groups, re_formula, vc_formula, missing) -> dict:
-    """Arguments of ``MixedLM(...)`` built from formulas and a DataFrame (never modified)."""
+def model_inputs(data: pd.DataFrame, groups, formula, re_formula, vc_formula, subset, missing, eval_env) -> tuple:
+    """(data, inputs): the rows used and ``exog_re``, its names, ``groups``, the components."""
+    env = caller_namespace(eval_env, 2)
     group_name = "Group"
     if isinstance(groups, str):
         if groups not in data.columns:
             raise DataError(f"groups column {groups!r} is not in the data", column=groups)
-        group_name, groups = groups, data[groups].to_numpy()
-    groups = np.asarray(groups)
+        group_name, groups = groups, np.asarray(data[groups])
+    else:
+        groups = np.asarray(groups)
     if len(groups) != len(data):
         raise DataError(f"groups has {len(groups)} entries, data has {len(data)} rows", column="groups")
-    used = _variables(formula, re_formula, *(vc_formula or {}).values())
-    unknown = [c for c in used if c not in data.columns]
-    if unknown:
-        raise DataError(f"column {unknown[0]!r} used in a formula is not in the data", column=unknown[0])
-    bad = data[used].isna().any(axis=1).to_numpy() | pd.isna(groups)
-    if bad.any() and missing != "drop":
-        cols = [c for c in used if data[c].isna().any()] + (["groups"] if pd.isna(groups).any() else [])
-        raise DataError(f"{int(bad.sum())} rows have missing values in {cols} (missing={missing!r}); "
-                        "use missing='drop' to drop them", column=cols[0])
-    if bad.any() and missing == "drop":
-        data, groups = data.loc[~bad], groups[~bad]
-    mm = _matrix(formula, data)
-    endog = mm.lhs.to_numpy(dtype=float).ravel()
-    exog = mm.rhs.to_numpy(dtype=float)
-    out = dict(endog=endog, exog=exog, groups=groups, exog_names=list(mm.rhs.columns),
-               endog_name=str(mm.lhs.columns[0]))
-    if re_formula is None or re_formula.strip() == "1":
-        # statsmodels: a random intercept named after the groups, unless only variance components
-        exog_re = np.ones((len(data), 1)) if re_formula is not None or vc_formula is None else None
-        names = [group_name] if exog_re is not None else []
+    if subset is not None:
+        keep = pd.Series(np.arange(len(data)), index=data.index).loc[subset].to_numpy()
+        data, groups = data.iloc[keep], groups[keep]
+    for f in [re_formula, *(vc_formula or {}).values()]:
+        missing_columns = [] if f is None else \
+            [v for v in formulaic.Formula(f).required_variables if v not in data.columns and v not in env]
+        if missing_columns:
+            raise DataError(f"column {missing_columns[0]!r} of formula {f!r} is not in the data",
+                            column=missing_columns[0])
+    if missing == "drop":
+        data, groups = _handle_missing(data, groups, formula, re_formula, vc_formula)
+        missing = "none"
+    elif pd.isna(groups).any():
+        raise DataError(f"groups has {int(pd.isna(groups).sum())} missing values (missing={missing!r}); "
+                        "use missing='drop'", column="groups")
+    if re_formula is None:
+        exog_re, names = None, ([group_name] if vc_formula is None else [])
+    elif re_formula.strip() == "1":
+        exog_re, names = np.ones((len(data), 1)), [group_name]
     else:
-        re = _matrix(re_formula, data)
-        exog_re, names = re.to_numpy(dtype=float), [c.replace("Intercept", group_name) for c in re.columns]
-    out.update(exog_re=exog_re, exog_re_names=names or None)
-    if vc_formula:
-        from .model import VCSpec
-
-        labels = sorted(set(groups.tolist()))
-        rows_of = [np.flatnonzero(groups == g) for g in labels]
-        vnames, colnames, mats = sorted(vc_formula), [], []
-        for name in vnames:
-            M = _matrix(vc_formula[name], data)
-            arr, cols = M.to_numpy(dtype=float), list(M.columns)
-            cn, ms = [], []
-            for rows in rows_of:
-                sub = arr[rows]
-                keep = np.flatnonzero(np.any(sub != 0, axis=0))
-                cn.append([cols[k] for k in keep])
-                ms.append(sub[:, keep])
-            colnames.append(cn)
-            mats.append(ms)
-        out["exog_vc"] = VCSpec(vnames, colnames, mats)
-    return out
+        mgr = FormulaManager()
+        mat = mgr.get_matrices(re_formula, data, eval_env=env)
+        names = [x.replace("Intercept", group_name) for x in mgr.get_column_names(mat)]
+        exog_re = np.asarray(mat, dtype=float)
+        if exog_re.ndim == 1:
+            exog_re = exog_re[:, None]
+    components = None
+    if vc_formula is not None:
+        codes = pd.factorize(groups, sort=True)[0].astype(np.int64)
+        components = []
+        for name in sorted(vc_formula):
+            mm = formulaic.model_matrix(vc_formula[name], data, output="sparse", na_action="ignore", context=env)
+            components.append(Component.from_matrix(name, mm, mm.model_spec.column_names, codes))
+    return data, dict(exog_re=exog_re, exog_re_names=names, groups=groups, missing=missing,
+                      components=components, eval_env=env)

@@ -1,277 +1,270 @@
-"""A drop-in for statsmodels' ``MixedLM``: same arguments, names and meanings.
+"""statsmodels' ``MixedLM`` on sparselmm's engine: change one import.
 
-The data become random-effect terms of sparselmm: the grouped random
-effects (``exog_re``, one correlated block per group) and one scalar term
-per variance component (``exog_vc``, one level per group and column). The
-likelihood, its score and the fit then run on sparselmm's backends: dense
-per-group blocks when the groups are independent, CHOLMOD when a single
-group holds crossed variance components.
+The class is a statsmodels ``LikelihoodModel`` (statsmodels' data handling,
+names, formulas, ``t_test``/``f_test``/``wald_test``, summaries, pickling),
+with the likelihood, score, Hessian and fit of sparselmm: the random
+effects become sparselmm terms (:mod:`.design`), whose crossproducts are
+formed once; dense per-group blocks when the groups are independent,
+blocked or CHOLMOD factors when one group holds crossed variance
+components. No per-group lists are built unless a caller asks for them
+(``row_indices``, ``group_list``).
 """
 
 from __future__ import annotations
 
 import warnings
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import statsmodels.base.model as base
+from statsmodels.base._penalties import Penalty
+from statsmodels.regression import mixed_linear_model as sm_mixed
+from statsmodels.regression.mixed_linear_model import MixedLMParams, VCSpec
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
 
-from ..design import ReTerm
-from ..driver import Problem, optimize
-from ..errors import ConvergenceWarning, DataError
+from ..driver import optimize
+from ..errors import DataError
 from ..frame import ModelFrame
 from ..lapack import fit_blas_threads
 from ..memory import without_hugepage_advice
 from ..model import LinearMixedModel
-from .params import MixedLMParams, ThetaMap
-from .results import MixedLMResults
+from .design import Component, engine_design
+from .params import ThetaMap
+from .reparam import door_problem
 
-_MISSING = ("none", "drop", "raise")
-#: statsmodels' optimizer names → sparselmm's driver methods.
-_METHODS = {"bfgs": "auto", "lbfgs": "auto", "l-bfgs-b": "lbfgs", "cg": "auto", "newton": "auto",
-            "nm": "nelder-mead", "nelder-mead": "nelder-mead", "powell": "powell"}
-
-
-class VCSpec:
-    """Variance components: per component, per group, a matrix and its column names."""
-
-    def __init__(self, names, colnames, mats):
-        self.names, self.colnames, self.mats = list(names), colnames, mats
+#: statsmodels' optimizer names → sparselmm's driver methods (all gradient methods: Newton's).
+_METHODS = {"nm": "nelder-mead", "nelder-mead": "nelder-mead", "powell": "powell"}
+_FIT_KWARGS = ["gtol", "maxiter", "eps", "maxcor", "ftol", "tol", "disp", "maxls"]
+_INIT_KWARGS = ["missing_idx", "model_spec", "formula"]
+_WARN_COV_SING = "The random effects covariance matrix is singular."
 
 
-def _as_2d(a, name):
-    if a is None:
-        return None, None
-    names = list(a.columns) if isinstance(a, pd.DataFrame) else ([a.name] if isinstance(a, pd.Series) and a.name else None)
-    arr = np.asarray(a, dtype=float)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise DataError(f"{name} must be one or two dimensional", column=name)
-    return arr, names
+class DataVCSpec(VCSpec):
+    """Variance components evaluated once over all rows (``from_formula``).
+
+    ``mats`` and ``colnames`` (statsmodels' per-group matrices) are built
+    only when read; the engine uses ``components``.
+    """
+
+    def __init__(self, components: list[Component], group_rows):
+        self.names = [c.name for c in components]
+        self.components = components
+        self._group_rows = group_rows
+
+    @cached_property
+    def colnames(self):
+        return [[list(c.level_names[c.level_group == g]) for g in range(len(self._group_rows()))]
+                for c in self.components]
+
+    @cached_property
+    def mats(self):
+        out = []
+        for c in self.components:
+            mats = []
+            for g, rows in enumerate(self._group_rows()):
+                levs = np.flatnonzero(c.level_group == g)
+                M = np.zeros((len(rows), len(levs)))
+                pos = np.searchsorted(rows, c.rows)
+                sel = np.isin(c.levels, levs)
+                M[pos[sel], np.searchsorted(levs, c.levels[sel])] = c.values[sel]
+                mats.append(M)
+            out.append(mats)
+        return out
 
 
-def _default_names(X: np.ndarray) -> list[str]:
-    """statsmodels' names for array columns: x1, x2, ... and "const" for a constant column."""
-    names, i = [], 0
-    for k in range(X.shape[1]):
-        if len(X) and np.all(X[:, k] == X[0, k]) and X[0, k] != 0:
-            names.append("const")
-        else:
-            i += 1
-            names.append(f"x{i}")
-    return names
-
-
-def _convert_vc(exog_vc: dict) -> VCSpec:
-    """statsmodels' older dict format {name: {group: matrix}} → VCSpec (names sorted)."""
-    groups = sorted(set().union(*(v.keys() for v in exog_vc.values())))
-    names = sorted(exog_vc)
-    colnames, mats = [], []
-    for k in names:
-        cn, ms = [], []
-        for g in groups:
-            m = exog_vc[k][g]
-            cn.append(list(m.columns) if hasattr(m, "columns") else [str(j) for j in range(np.shape(m)[1])])
-            ms.append(np.asarray(m, dtype=float))
-        colnames.append(cn)
-        mats.append(ms)
-    return VCSpec(names, colnames, mats)
-
-
-class MixedLM:
-    """Linear mixed effects model, statsmodels' API (see ``statsmodels.regression.mixed_linear_model``).
+class MixedLM(base.LikelihoodModel):
+    """Linear mixed effects model (statsmodels' ``MixedLM``, same arguments and results).
 
     Parameters
     ----------
-    endog : array_like
-        Response.
-    exog : array_like
-        Fixed-effects covariates (n × k_fe).
-    groups : array_like
-        Group labels; groups are independent.
-    exog_re : array_like, optional
-        Covariates of the grouped random effects (n × k_re); by default a
-        random intercept when there are no variance components.
-    exog_vc : VCSpec or dict, optional
-        Variance components: for each name and each group (sorted labels),
-        a matrix whose columns are independent random coefficients with a
-        common variance. Each row may have at most one non-zero entry per
-        component and group (indicator and slope-by-level matrices).
-    use_sqrt : bool
-        Optimize over the Cholesky factor of Ψ (always true inside
-        sparselmm; kept for the score's parameterization).
-    missing : {"none", "drop", "raise"}
-        Rows with missing values: keep (statsmodels' "none": the results
-        are then NaN), drop, or raise.
+    endog, exog, groups, exog_re, exog_vc, use_sqrt, missing
+        As statsmodels' ``MixedLM``.
     backend : {"auto", "dense", "blocked", "sparse"}
-        sparselmm's solver choice (see :class:`sparselmm.LinearMixedModel`).
+        sparselmm's solver (see :class:`sparselmm.LinearMixedModel`).
     max_memory : float, optional
-        Bytes the solver's factor may take (default: the available memory);
-        a larger model raises :class:`~sparselmm.errors.ModelSizeError` when
-        first used, before any numeric work.
+        Bytes the solver's factor may take; a larger model raises
+        :class:`~sparselmm.errors.ModelSizeError` before any numeric work.
     """
 
     def __init__(self, endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True, missing="none",
-                 backend="auto", exog_names=None, exog_re_names=None, endog_name=None, max_memory=None):
-        if missing not in _MISSING:
-            raise ValueError(f"missing must be one of {_MISSING}, not {missing!r}")
-        if isinstance(exog_vc, dict):
-            exog_vc = _convert_vc(exog_vc)
-        self.exog_vc = exog_vc if exog_vc is not None else VCSpec([], [], [])
-        y = np.asarray(endog, dtype=float).ravel()
-        X, xnames = _as_2d(exog, "exog")
-        Zre, renames = _as_2d(exog_re, "exog_re")
-        groups = np.asarray(groups)
-        n = len(y)
-        for name, a in (("exog", X), ("groups", groups), ("exog_re", Zre)):
-            if a is not None and len(a) != n:
-                raise DataError(f"{name} has {len(a)} rows, endog has {n}", column=name)
-        self.endog_names = endog_name or (endog.name if isinstance(endog, pd.Series) and endog.name else "y")
-        self.exog_names = exog_names or xnames or _default_names(X)
-        # statsmodels returns pandas objects for pandas (or formula) input, arrays otherwise
-        self.use_pandas = bool(exog_names or xnames or isinstance(endog, pd.Series))
-        self._default_re = Zre is None and not self.exog_vc.names
-        if self._default_re:  # a random intercept, named as statsmodels names it
-            Zre, renames = np.ones((n, 1)), ["Group Var"]
-        self.k_fe = X.shape[1]
-        self.k_re = 0 if Zre is None else Zre.shape[1]
-        self.k_re2 = self.k_re * (self.k_re + 1) // 2
-        self.k_vc = len(self.exog_vc.names)
-        self.exog_re_names = exog_re_names or renames or [f"x_re{k + 1}" for k in range(self.k_re)]
-        self.group_labels = sorted(set(groups.tolist()))
-        self.missing = missing
+                 backend="auto", max_memory=None, **kwargs):
+        for key in kwargs:
+            if key not in _INIT_KWARGS:
+                raise ValueError(f"argument {key} not permitted for MixedLM initialization")
         self.use_sqrt = use_sqrt
-        self._backend = backend
-        self._max_memory = max_memory
-        self.endog, self.exog, self.exog_re, self.groups = y, X, Zre, groups
-        self.nobs = self.n_totobs = n
-        self.n_groups = len(self.group_labels)
         self.reml = True
+        self.fe_pen = self.re_pen = self.cov_pen = None
+        self._freepat = None
+        self.backend, self.max_memory = backend, max_memory
+        if isinstance(exog_vc, dict):
+            warnings.warn("Using deprecated variance components format", FutureWarning, stacklevel=2)
+            exog_vc = sm_mixed._convert_vc(exog_vc)
+        self.exog_vc = exog_vc if exog_vc is not None else VCSpec([], [], [])
+        self.k_vc = len(self.exog_vc.names)
+        if exog is not None and isinstance(exog, np.ndarray) and exog.ndim == 1:
+            exog = exog[:, None]
+        if exog_re is not None and isinstance(exog_re, np.ndarray) and exog_re.ndim == 1:
+            exog_re = exog_re[:, None]
+        super().__init__(endog, exog, groups=groups, exog_re=exog_re, missing=missing, **kwargs)
+        self._init_keys.extend(["use_sqrt", "exog_vc", "backend", "max_memory"])
+        self.k_fe = self.exog.shape[1]
+        if exog_re is None and self.k_vc == 0:  # the default: a random intercept per group
+            self.k_re = self.k_re2 = 1
+            self.exog_re = np.ones((len(self.endog), 1))
+            self.data.exog_re = self.exog_re
+            names = ["Group Var"]
+            self.data.param_names = self.exog_names + names
+            self.data.exog_re_names = self.data.exog_re_names_full = names
+        elif exog_re is not None:
+            self.data.exog_re = exog_re
+            self.exog_re = np.asarray(exog_re, dtype=float)
+            if self.exog_re.ndim == 1:
+                self.exog_re = self.exog_re[:, None]
+            self.k_re = self.exog_re.shape[1]
+            self.k_re2 = self.k_re * (self.k_re + 1) // 2
+        else:
+            self.k_re = self.k_re2 = 0
+        if not self.data._param_names:
+            names, re_names, re_full = sm_mixed.MixedLM._make_param_names(self, exog_re)
+            self.data.param_names, self.data.exog_re_names, self.data.exog_re_names_full = names, re_names, re_full
+        self.k_params = self.k_fe + self.k_re2
+        groups = np.asarray(self.groups)
+        if len(groups) != len(self.endog):
+            raise DataError(f"groups has {len(groups)} entries, endog has {len(self.endog)}", column="groups")
+        if pd.isna(groups).any():
+            raise DataError(f"groups has {int(pd.isna(groups).sum())} missing values; use missing='drop'",
+                            column="groups")
+        codes, labels = pd.factorize(groups, sort=True)
+        self._group_codes = codes.astype(np.int64)
+        self.group_labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+        self.n_groups = len(self.group_labels)
+        self.nobs = self.n_totobs = len(self.endog)
         self._map = ThetaMap(self.k_re, self.k_vc)
-        self._models: dict[bool, LinearMixedModel] = {}
+        self._engines: dict[bool, LinearMixedModel] = {}
 
-    # --- construction of sparselmm terms ---------------------------------------
-    @property
-    def param_names(self) -> list[str]:
-        names = list(self.exog_names)
-        if self._default_re:
-            return names + ["Group Var"]
-        r = self.exog_re_names
-        for i in range(self.k_re):
-            for j in range(i + 1):
-                names.append(f"{r[i]} Var" if i == j else f"{r[j]} x {r[i]} Cov")
-        return names + [f"{v} Var" for v in self.exog_vc.names]
+    def __getstate__(self):  # the engine (factors, compiled kernels) is rebuilt on demand
+        state = self.__dict__.copy()
+        state["_engines"] = {}
+        return state
 
-    def _rows(self):
-        """Rows used (all, or complete cases for missing='drop')."""
-        parts = [self.endog[:, None], self.exog] + ([self.exog_re] if self.exog_re is not None else [])
-        bad = np.isnan(np.hstack(parts)).any(axis=1) | pd.isna(self.groups)
-        if bad.any() and self.missing == "drop":
-            return ~bad
-        if bad.any():  # "raise", and "none" (statsmodels' formulas refuse missing values too)
-            raise DataError(f"{int(bad.sum())} rows have missing values in endog, exog, exog_re or groups "
-                            f"(missing={self.missing!r}); use missing='drop' to drop them")
-        return np.ones(len(self.endog), dtype=bool)
+    # --- statsmodels' per-group views, built only when asked for --------------
+    @cached_property
+    def _group_rows(self) -> list[np.ndarray]:
+        order = np.argsort(self._group_codes, kind="stable")
+        bounds = np.searchsorted(self._group_codes[order], np.arange(self.n_groups + 1))
+        return [order[bounds[i]:bounds[i + 1]] for i in range(self.n_groups)]
 
-    def _terms(self, keep: np.ndarray) -> list[ReTerm]:
-        all_codes = pd.Index(self.group_labels).get_indexer(self.groups)
-        gcodes = all_codes[keep].astype(np.int64)
-        terms = []
-        if self.k_re:
-            terms.append(ReTerm("Group", tuple(self.exog_re_names), pd.Index(self.group_labels), gcodes,
-                                np.ascontiguousarray(self.exog_re[keep]), diagonal=False))
-        if self.k_vc:  # rows of each group, in row order
-            order = np.argsort(all_codes, kind="stable")
-            bounds = np.searchsorted(all_codes[order], np.arange(self.n_groups + 1))
-            rows_of = {g: order[bounds[i]:bounds[i + 1]] for i, g in enumerate(self.group_labels)}
-        kept_pos = np.cumsum(keep) - 1
-        for j, name in enumerate(self.exog_vc.names):
-            n_kept = int(keep.sum())
-            codes = np.zeros(n_kept, dtype=np.int64)
-            X = np.zeros((n_kept, 1))
-            labels: list[tuple] = []
-            for gi, g in enumerate(self.group_labels):
-                mat = np.asarray(self.exog_vc.mats[j][gi], dtype=float)
-                rows = rows_of[g]
-                if mat.shape[0] != len(rows):
-                    raise DataError(f"variance component {name!r}: group {g!r} has {len(rows)} rows "
-                                    f"but its matrix has {mat.shape[0]}", column=name)
-                sel = keep[rows]
-                mat, rows = mat[sel], kept_pos[rows[sel]]
-                nz = mat != 0
-                if np.any(nz.sum(axis=1) > 1):
-                    raise DataError(f"variance component {name!r}: a row of group {g!r} has several non-zero "
-                                    "columns; sparselmm needs at most one per row", column=name)
-                col = np.argmax(nz, axis=1)
-                base = len(labels)
-                labels += [(g, c) for c in self.exog_vc.colnames[j][gi]]
-                codes[rows] = base + col
-                X[rows, 0] = mat[np.arange(len(rows)), col]
-            terms.append(ReTerm(name, (name,), pd.Index(labels), codes, X, diagonal=True))
-        return terms, gcodes
+    @cached_property
+    def row_indices(self) -> dict:
+        """Rows of each group (statsmodels' ``row_indices``)."""
+        return dict(zip(self.group_labels, self._group_rows))
 
-    def _model(self, reml: bool) -> LinearMixedModel:
+    def group_list(self, array):
+        """``array`` split by group (statsmodels' ``group_list``)."""
+        if array is None:
+            return None
+        array = np.asarray(array)
+        return [np.array(array[rows]) for rows in self._group_rows]
+
+    @cached_property
+    def endog_li(self):
+        return self.group_list(self.endog)
+
+    @cached_property
+    def exog_li(self):
+        return self.group_list(self.exog)
+
+    @cached_property
+    def exog_re_li(self):
+        return self.group_list(self.exog_re)
+
+    # --- the engine ------------------------------------------------------------
+    @cached_property
+    def _design(self):
+        for name, a in (("endog", self.endog), ("exog", self.exog), ("exog_re", self.exog_re)):
+            if a is not None and not np.all(np.isfinite(a)):
+                raise DataError(f"{name} has missing or infinite values (missing={self.data.missing!r}); "
+                                "use missing='drop' to drop the rows with missing values", column=name)
+        re_names = list(self.data.exog_re_names)[:self.k_re]
+        return engine_design(self._group_codes, self.group_labels, self.exog_re if self.k_re else None,
+                             re_names, self._design_components)
+
+    @cached_property
+    def _design_components(self) -> list[Component]:
+        """The variance components over all rows."""
+        vc = self.exog_vc
+        if isinstance(vc, DataVCSpec):
+            return vc.components
+        return [Component.from_groups(name, vc.mats[j], vc.colnames[j], self._group_rows)
+                for j, name in enumerate(vc.names)]
+
+    def _engine(self, reml: bool) -> LinearMixedModel:
         """The sparselmm model (crossproducts and backend), built once per criterion."""
-        if reml not in self._models:
-            keep = self._rows()
-            terms, gcodes = self._terms(keep)
-            frame = ModelFrame(formula=None, y=self.endog[keep], X=self.exog[keep], fe_names=list(self.exog_names),
-                               terms=terms, fixed_spec=None, term_specs=[], row_index=pd.RangeIndex(len(keep))[keep])
-            self._models[reml] = LinearMixedModel.from_frame(frame, reml=reml, backend=self._backend,
-                                                             group_codes=gcodes, max_memory=self._max_memory)
-        return self._models[reml]
+        if reml not in self._engines:
+            design = self._design
+            frame = ModelFrame(formula=None, y=np.asarray(self.endog, dtype=float),
+                               X=np.ascontiguousarray(self.exog, dtype=float), fe_names=list(self.exog_names),
+                               terms=design.terms, fixed_spec=None, term_specs=[],
+                               row_index=pd.RangeIndex(len(self.endog)))
+            self._engines[reml] = LinearMixedModel.from_frame(frame, reml=reml, backend=self.backend,
+                                                              group_codes=self._group_codes,
+                                                              max_memory=self.max_memory)
+        return self._engines[reml]
 
     @property
     def _lmm(self) -> LinearMixedModel:
-        return self._model(self.reml)
+        return self._engine(self.reml)
 
-    # --- formulas --------------------------------------------------------------
-    @classmethod
-    def from_formula(cls, formula, data, re_formula=None, vc_formula=None, subset=None, use_sparse=False,
-                     missing="none", *args, **kwargs) -> MixedLM:
-        """statsmodels' ``MixedLM.from_formula`` (``groups`` is a column name or an array)."""
-        from .formula import model_inputs
+    def _engine_theta(self, door_theta) -> np.ndarray:
+        return np.asarray(door_theta, dtype=float)[self._design.expand]
 
-        if "groups" not in kwargs:
-            raise TypeError("'groups' is a required keyword argument in MixedLM.from_formula")
-        if subset is not None:
-            data = data.loc[subset]
-        inputs = model_inputs(formula, data, kwargs.pop("groups"), re_formula, vc_formula, missing)
-        unknown = set(kwargs) - {"backend", "use_sqrt", "max_memory"}
-        if unknown:
-            raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
-        return cls(missing="none" if missing == "drop" else missing, backend=kwargs.get("backend", "auto"),
-                   use_sqrt=kwargs.get("use_sqrt", True), max_memory=kwargs.get("max_memory"), **inputs)
+    def _door_gradient(self, g_engine) -> np.ndarray:
+        return np.bincount(self._design.expand, weights=g_engine, minlength=self.k_re2 + self.k_vc)
 
-    # --- likelihood ----------------------------------------------------------
+    # --- parameters --------------------------------------------------------------
     def _params(self, params, has_fe: bool) -> MixedLMParams:
         if isinstance(params, MixedLMParams):
             return params
         return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe=has_fe)
 
     def _theta(self, params, pa: MixedLMParams) -> np.ndarray:
-        """θ for the parameters: packed square-root parameters are θ itself, whatever their signs."""
+        """The door's θ: packed square-root parameters are θ itself, whatever their signs."""
         if self.use_sqrt and not isinstance(params, MixedLMParams):
-            k = self.k_re2 + self.k_vc
-            return self._map.theta_from_sqrt(np.asarray(params, dtype=float)[len(params) - k:])
+            return self._map.theta_from_sqrt(np.asarray(params, dtype=float)[len(params) - self.k_re2 - self.k_vc:])
         return self._map.theta_from_params(pa)
 
+    # --- likelihood --------------------------------------------------------------
     def loglike(self, params, profile_fe=True) -> float:
-        """(Restricted) log-likelihood with the scale profiled out (statsmodels' ``loglike``)."""
+        """The (restricted) log-likelihood, the scale profiled out (and ``fe_params`` if ``profile_fe``)."""
         pa = self._params(params, has_fe=False)
-        theta = self._theta(params, pa)
+        theta = self._engine_theta(self._theta(params, pa))
         backend = self._lmm.backend
         if profile_fe:
-            return -0.5 * backend.objective(theta)
-        return -0.5 * backend.objective_at(theta, pa.fe_params)
+            llf = -0.5 * backend.objective(theta)
+            fe = backend.solution(theta).beta if self.fe_pen is not None else None
+        else:
+            fe = np.asarray(pa.fe_params, dtype=float)
+            llf = -0.5 * backend.objective_at(theta, fe)
+        if self.cov_pen is not None and self.k_re > 0:
+            llf -= self.cov_pen.func(pa.cov_re, np.linalg.pinv(pa.cov_re))
+        if self.fe_pen is not None:
+            llf -= self.fe_pen.func(fe)
+        return llf
 
     def score(self, params, profile_fe=True) -> np.ndarray:
         """Gradient of :meth:`loglike` in the model's parameterization (``use_sqrt``)."""
         pa = self._params(params, has_fe=False)
-        return self._score(pa, self._theta(params, pa), profile_fe, self.use_sqrt)
+        s = self._score(pa, self._theta(params, pa), profile_fe, self.use_sqrt)
+        if self._freepat is not None:
+            free = self._freepat
+            mask = np.concatenate([[] if profile_fe else free.fe_params, free.cov_re[np.tril_indices(self.k_re)],
+                                   free.vcomp])
+            s = s * mask
+        return s
 
     def score_sqrt(self, params, calc_fe=True):
-        """(score_fe, score_re, score_vc) with respect to the Cholesky factor and √vcomp."""
+        """(score_fe, score_re, score_vc) with respect to the Cholesky factor of Ψ and √vcomp."""
         pa = self._params(params, True)
         return self._split(self._score(pa, self._theta(params, pa), not calc_fe, True, with_fe=calc_fe), calc_fe)
 
@@ -285,30 +278,53 @@ class MixedLM:
         k = self.k_fe if with_fe else 0
         return s[:k], s[k:k + self.k_re2], s[k + self.k_re2:]
 
-    def _score(self, pa: MixedLMParams, theta: np.ndarray, profile_fe: bool, sqrt: bool,
-               with_fe: bool | None = None) -> np.ndarray:
+    def _score(self, pa, theta, profile_fe: bool, sqrt: bool, with_fe: bool | None = None) -> np.ndarray:
         with_fe = not profile_fe if with_fe is None else with_fe
         backend = self._lmm.backend
-        beta = None if profile_fe else pa.fe_params
-        g_theta = -0.5 * backend.gradient(theta, beta)
+        beta = None if profile_fe else np.asarray(pa.fe_params, dtype=float)
+        t = self._engine_theta(theta)
+        g = self._door_gradient(-0.5 * backend.gradient(t, beta))
         if sqrt:
-            g = self._map.sqrt_from_theta(g_theta)
-        else:
-            # ∂ℓ/∂θ = J' ∂ℓ/∂ψ  ⇒  ∂ℓ/∂ψ = J'⁻¹ ∂ℓ/∂θ (J is square, invertible off the boundary)
-            g = np.linalg.solve(self._map.user_jacobian(theta).T, g_theta)
+            g = self._map.sqrt_from_theta(g)
+        else:  # ∂ℓ/∂θ = J'∂ℓ/∂ψ, J = ∂ψ/∂θ square (singular only on the boundary: least squares there)
+            g = np.linalg.lstsq(self._map.user_jacobian(theta).T, g, rcond=None)[0]
+        if self.cov_pen is not None and self.k_re > 0 and not sqrt:
+            cov_re = np.asarray(pa.cov_re, dtype=float)
+            g[:self.k_re2] -= self.cov_pen.deriv(cov_re, np.linalg.pinv(cov_re))
         if not with_fe:
             return g
-        g_fe = np.zeros(self.k_fe) if beta is None else -0.5 * backend.objective_gradient_beta(theta, beta)
+        g_fe = np.zeros(self.k_fe) if beta is None else -0.5 * backend.objective_gradient_beta(t, beta)
+        if self.fe_pen is not None and beta is not None:
+            g_fe = g_fe - self.fe_pen.deriv(beta)
         return np.concatenate([g_fe, g])
 
     def hessian(self, params):
         """Hessian of the log-likelihood in (fe_params, lower(Ψ), vcomp); returns ``(hess, sing)``.
 
-        Richardson-extrapolated central differences of the analytic score
-        (the dimension is small; error O(h⁴)).
+        Central differences of the analytic score, Richardson-extrapolated
+        (error O(h⁴)); on or near the boundary (Ψ singular, a variance
+        component 0) at Ψ + δI and vcomp + δ, δ = 1e-7 · max(1, |Ψ|), with
+        steps that keep Ψ positive definite (the log-likelihood is smooth
+        there; this is the value statsmodels reports at its optimum, which
+        stops a little inside). ``sing``: Ψ is singular, as statsmodels.
         """
         pa = self._params(params, has_fe=True)
-        x0 = pa.get_packed(use_sqrt=False, has_fe=True)
+        cov_re = np.asarray(pa.cov_re, dtype=float)
+        vcomp = np.asarray(pa.vcomp, dtype=float)
+        sing = False
+        if self.k_re:
+            try:
+                np.linalg.inv(cov_re)
+            except np.linalg.LinAlgError:
+                sing = True
+        scale = max(1.0, np.abs(cov_re).max(initial=0.0), np.abs(vcomp).max(initial=0.0))
+        delta = 1e-7 * scale
+        w = np.linalg.eigvalsh(cov_re) if self.k_re else np.zeros(0)
+        if self.k_re and w.min() < delta:
+            cov_re = cov_re + (delta - min(w.min(), 0.0)) * np.eye(self.k_re)
+        vcomp = np.maximum(vcomp, delta)
+        x0 = MixedLMParams.from_components(pa.fe_params, cov_re, vcomp=vcomp).get_packed(use_sqrt=False, has_fe=True)
+        low = min(np.linalg.eigvalsh(cov_re).min(initial=np.inf), vcomp.min(initial=np.inf))
 
         def grad(x):
             p = MixedLMParams.from_packed(x, self.k_fe, self.k_re, use_sqrt=False, has_fe=True)
@@ -317,50 +333,74 @@ class MixedLM:
         k = len(x0)
         H = np.zeros((k, k))
         for i in range(k):
+            h = 1e-4 * max(1.0, abs(x0[i]))
+            if i >= self.k_fe:
+                h = min(h, 0.25 * low)  # Ψ ± h E_ij and vcomp ± h stay positive definite
             e = np.zeros(k)
-            e[i] = 1e-4 * max(1.0, abs(x0[i]))
-            d1 = (grad(x0 + e) - grad(x0 - e)) / (2 * e[i])
-            d2 = (grad(x0 + e / 2) - grad(x0 - e / 2)) / e[i]
+            e[i] = h
+            d1 = (grad(x0 + e) - grad(x0 - e)) / (2 * h)
+            d2 = (grad(x0 + e / 2) - grad(x0 - e / 2)) / h
             H[:, i] = (4 * d2 - d1) / 3
-        H = (H + H.T) / 2
-        sing = bool(self.k_re and np.linalg.matrix_rank(pa.cov_re) < self.k_re)
-        return H, sing
+        return (H + H.T) / 2, sing
 
     def get_fe_params(self, cov_re, vcomp, tol=1e-10):
         """GLS fixed effects at (Ψ, vcomp); returns ``(fe_params, singular)``."""
+        if self.k_fe == 0:
+            return np.array([]), False
         pa = MixedLMParams.from_components(np.zeros(self.k_fe), cov_re, vcomp=vcomp)
-        sol = self._lmm.backend.solution(self._map.theta_from_params(pa))
-        return sol.beta, bool(np.abs(np.diag(sol.RX)).min(initial=np.inf) < tol)
+        sol = self._lmm.backend.solution(self._engine_theta(self._map.theta_from_params(pa)))
+        sing = bool(self.k_re and np.linalg.eigvalsh(np.asarray(cov_re)).min() < tol) or \
+            bool(np.size(vcomp) and np.min(vcomp) < tol)
+        return sol.beta.copy(), sing
 
     def get_scale(self, fe_params, cov_re, vcomp) -> float:
-        """Residual variance estimate at the given fixed effects and (Ψ, vcomp)."""
+        """Residual variance at the given fixed effects and (Ψ, vcomp)."""
+        if self.k_re:
+            try:
+                np.linalg.inv(cov_re)
+            except np.linalg.LinAlgError:
+                warnings.warn(_WARN_COV_SING, SingularMatrixWarning, stacklevel=2)
         pa = MixedLMParams.from_components(np.zeros(self.k_fe), cov_re, vcomp=vcomp)
-        theta = self._map.theta_from_params(pa)
+        theta = self._engine_theta(self._map.theta_from_params(pa))
         backend = self._lmm.backend
         n, p = backend.cp.n, backend.p
         return backend.weighted_rss(theta, np.asarray(fe_params, dtype=float)) / (n - p if self.reml else n)
 
     def predict(self, params, exog=None) -> np.ndarray:
-        """Fixed-effects prediction X β (statsmodels' ``predict``)."""
-        exog = self.exog if exog is None else np.asarray(exog, dtype=float)
+        """Fixed-effects mean X β (statsmodels' ``predict``)."""
+        exog = self.exog if exog is None else exog
         fe = params.fe_params if isinstance(params, MixedLMParams) else np.asarray(params)[:self.k_fe]
-        return exog @ fe
+        return np.dot(exog, fe)
 
-    # --- fitting -------------------------------------------------------------
+    def get_distribution(self, params, scale, exog):
+        """A simulator of the model at packed ``params`` (Ψ scaled by ``scale``), statsmodels' signature."""
+        from .distribution import MixedLMDistribution
+
+        return MixedLMDistribution(self, params, scale, exog)
+
+    # --- fitting -------------------------------------------------------------------
     def fit(self, start_params=None, reml=True, niter_sa=0, do_cg=True, fe_pen=None, cov_pen=None, free=None,
-            full_output=False, method=None, **fit_kwargs) -> MixedLMResults:
-        """Fit by REML (default) or ML; statsmodels' ``MixedLM.fit`` arguments.
+            full_output=False, method=None, **fit_kwargs):
+        """Fit by REML (default) or ML, statsmodels' arguments.
 
-        ``free`` (a MixedLMParams of 0/1) holds the square-root parameters
-        marked 0 at their start values, as statsmodels does with
-        ``use_sqrt``. Penalties (``fe_pen``, ``cov_pen``) are not supported.
+        The optimizer is sparselmm's (an EM step, Newton's method on the
+        analytic gradient and average information; see
+        :mod:`sparselmm.driver`) for every gradient method statsmodels
+        names; ``"nm"`` and ``"powell"`` run scipy's. ``free`` holds the
+        square-root parameters marked 0 at their start values.
         """
-        if fe_pen is not None or cov_pen is not None:
-            raise NotImplementedError("sparselmm's MixedLM does not support fe_pen or cov_pen")
-        self.reml = reml
-        model = self._lmm
+        bad = sorted(set(fit_kwargs) - set(_FIT_KWARGS))
+        if bad:
+            warnings.warn(f"Argument{'s' if len(bad) > 1 else ''} {', '.join(bad)} not used by MixedLM.fit. "
+                          "Future versions will raise on these arguments.", FutureWarning, stacklevel=2)
+        methods = ["bfgs", "lbfgs", "cg"] if method is None else [method] if isinstance(method, str) else method
+        for meth in methods:
+            if meth.lower() in ("newton", "ncg"):
+                raise ValueError(f"method {meth} not available for MixedLM")
+        self.reml, self.cov_pen, self.fe_pen, self._freepat = reml, cov_pen, fe_pen, free
         if start_params is None:
             pa = MixedLMParams(self.k_fe, self.k_re, self.k_vc)
+            pa.fe_params, pa.cov_re, pa.vcomp = np.zeros(self.k_fe), np.eye(self.k_re), np.ones(self.k_vc)
         elif isinstance(start_params, MixedLMParams):
             pa = start_params
         elif len(start_params) == self.k_fe + self.k_re2 + self.k_vc:
@@ -369,41 +409,170 @@ class MixedLM:
             pa = MixedLMParams.from_packed(start_params, self.k_fe, self.k_re, self.use_sqrt, has_fe=False)
         else:
             raise ValueError("invalid start_params")
-        theta0 = self._map.theta_from_params(pa)
+        theta = self._map.theta_from_params(pa)
+        hist = [] if full_output else None
+        converged = False
+        if do_cg:
+            theta, converged = self._optimize(theta, free, methods, hist)
+        return self._results(theta, converged, hist, free)
+
+    def _optimize(self, theta0, free, methods, hist):
+        """Minimize over the door's θ; returns (θ, converged)."""
+        lmm = self._lmm
         mask = np.ones(len(theta0), dtype=bool)
         if free is not None:
             mask = self._map.theta_from_sqrt(free.get_packed(use_sqrt=False, has_fe=False)) != 0
-        if isinstance(method, (list, tuple)):
-            method = method[0]
-        driver_method = _METHODS.get(str(method).lower(), "auto") if method is not None else "auto"
-        lower = model.lower  # a factor's diagonal ≥ 0: statsmodels' signs are free, same Ψ
-        hist = [] if full_output else None
-        if do_cg:
-            fixed = theta0.copy()
-
-            def embed(t):
-                full = fixed.copy()
-                full[mask] = t
-                return full
-
-            def fun(t):
-                return model.objective(embed(t))
-
-            def grad(t):
-                return model.backend.gradient(embed(t))[mask]
-
-            if mask.all():
-                problem = model.problem()
-            else:  # EM, the model's Hessian and sign flips cannot hold entries fixed
-                problem = Problem(fun, lower[mask], grad)
-            with fit_blas_threads(model.backend.blas_threads), without_hugepage_advice():
-                opt = optimize(problem, theta0[mask], method=driver_method)
-            theta = embed(opt.theta)
-            converged, message = opt.converged, opt.message
+        if not mask.any():
+            return theta0, True
+        engine = lmm.problem()
+        if self.fe_pen is not None or self.cov_pen is not None:  # penalized: the door's own objective
+            engine = _penalized(self, engine)
+        design = self._design
+        nlevels = np.array([t.nlevels for t in design.terms for _ in range(t.ntheta)], dtype=float)
+        problem, to_engine = door_problem(engine, design.expand, nlevels, theta0, mask)
+        x = theta0[mask]
+        converged = False
+        for j, meth in enumerate(methods):
+            with fit_blas_threads(lmm.backend.blas_threads), without_hugepage_advice():
+                opt = optimize(problem, x, method=_METHODS.get(meth.lower(), "auto"))
+            x = opt.theta
             if hist is not None:
-                hist.extend({"params": self._map.sqrt_from_theta(embed(t)), "objective": f} for t, f in opt.path)
-            if not converged:
-                warnings.warn(f"MixedLM optimization failed: {message}", ConvergenceWarning, stacklevel=2)
+                hist.append(dict(converged=opt.converged, iterations=opt.niter, message=opt.message,
+                                 allvecs=[p for p, _ in opt.path]))
+            converged = opt.converged
+            if converged:
+                break
+            if j + 1 < len(methods):
+                warnings.warn(f"Retrying MixedLM optimization with {methods[j + 1]}", ConvergenceWarning,
+                              stacklevel=3)
+            else:
+                warnings.warn("MixedLM optimization failed, trying a different optimizer may help.",
+                              ConvergenceWarning, stacklevel=3)
+        theta = theta0.copy()
+        theta[mask] = x
+        theta = lmm.layout.canonical(to_engine(x))[_first_of(design.expand, len(theta))] if mask.all() else theta
+        if not converged:
+            gn = np.sqrt(np.sum(self.score(self._map.sqrt_from_theta(theta)) ** 2))
+            warnings.warn(f"Gradient optimization failed, |grad| = {gn:f}", ConvergenceWarning, stacklevel=3)
+        return theta, converged
+
+    def _results(self, theta, converged, hist, free):
+        from .results import MixedLMResults, MixedLMResultsWrapper
+
+        params = self._map.params_from_theta(theta)
+        fe_params, _ = self.get_fe_params(params.cov_re, params.vcomp)
+        params.fe_params = fe_params
+        scale = self.get_scale(fe_params, params.cov_re, params.vcomp)
+        cov_re, vcomp = scale * params.cov_re, scale * params.vcomp
+        if (self.k_re > 0 and np.min(np.abs(np.diag(cov_re))) < 0.01) or \
+                (self.k_vc > 0 and np.min(np.abs(vcomp)) < 0.01):
+            warnings.warn("The MLE may be on the boundary of the parameter space.", ConvergenceWarning,
+                          stacklevel=3)
+        hess, sing = self.hessian(params)
+        if sing:
+            warnings.warn(_WARN_COV_SING, SingularMatrixWarning, stacklevel=3)
+        hess_diag = np.diag(hess)
+        if free is not None:
+            pcov = np.zeros_like(hess)
+            ii = np.flatnonzero(free.get_packed(use_sqrt=False, has_fe=True))
+            hess_diag = hess_diag[ii]
+            if len(ii):
+                pcov[np.ix_(ii, ii)] = np.linalg.inv(-hess[np.ix_(ii, ii)])
         else:
-            theta, converged, message = theta0, False, "no optimization (do_cg=False)"
-        return MixedLMResults.from_fit(self, theta, converged, message, hist, free)
+            pcov = np.linalg.inv(-hess)
+        if np.any(hess_diag >= 0):
+            warnings.warn("The Hessian matrix at the estimated parameter values is not positive definite.",
+                          ConvergenceWarning, stacklevel=3)
+        res = MixedLMResults(self, params.get_packed(use_sqrt=False, has_fe=True), pcov / scale)
+        res.params_object, res.fe_params, res.cov_re, res.vcomp, res.scale = params, fe_params, cov_re, vcomp, scale
+        res.cov_re_unscaled = params.cov_re
+        res.method = "REML" if self.reml else "ML"
+        res.converged, res.hist, res.reml, res.cov_pen = converged, hist, self.reml, self.cov_pen
+        res.k_fe, res.k_re, res.k_re2, res.k_vc = self.k_fe, self.k_re, self.k_re2, self.k_vc
+        res.use_sqrt, res.freepat = self.use_sqrt, free
+        res._theta = np.asarray(theta, dtype=float)
+        return MixedLMResultsWrapper(res)
+
+    def fit_regularized(self, start_params=None, method="l1", alpha=0, ceps=1e-4, ptol=1e-6, maxit=200,
+                        **fit_kwargs):
+        """Fixed effects penalized, the covariance held at the unpenalized fit (statsmodels' algorithm).
+
+        ``method="l1"``: cyclic coordinate descent ("shooting") on
+        ½β'Mβ − β'm + Σ alpha_j |β_j| with M = X'V⁻¹X and m = X'V⁻¹y from the
+        factor of the unpenalized fit (no pass over the rows). A statsmodels
+        ``Penalty`` object: the penalized likelihood is maximized over the
+        covariance parameters (``fit(fe_pen=...)``), as statsmodels does.
+        """
+        from .regularized import fit_l1
+
+        if isinstance(method, str) and method.lower() != "l1":
+            raise ValueError("Invalid regularization method")
+        if isinstance(method, Penalty):
+            method.alpha = alpha
+            fit_kwargs.update({"fe_pen": method})
+            return self.fit(**fit_kwargs)
+        return fit_l1(self, alpha, ceps, ptol, maxit, fit_kwargs)
+
+    # --- formulas --------------------------------------------------------------------
+    @classmethod
+    def from_formula(cls, formula, data, re_formula=None, vc_formula=None, subset=None, use_sparse=False,
+                     missing="none", *args, **kwargs):
+        """statsmodels' ``MixedLM.from_formula``; ``vc_formula`` evaluated once over all rows, sparse."""
+        from .formula import model_inputs
+
+        if "groups" not in kwargs:
+            raise AttributeError("'groups' is a required keyword argument in MixedLM.from_formula")
+        data, inputs = model_inputs(data, kwargs.pop("groups"), formula, re_formula, vc_formula, subset, missing,
+                                    kwargs.get("eval_env"))
+        kwargs.update(exog_re=inputs["exog_re"], groups=inputs["groups"], missing=inputs["missing"])
+        if inputs["components"] is not None:
+            kwargs["exog_vc"] = DataVCSpec(inputs["components"], None)
+        kwargs.pop("eval_env", None)
+        kwargs["eval_env"] = inputs["eval_env"]
+        mod = super().from_formula(formula, data, *args, **kwargs)
+        if isinstance(mod.exog_vc, DataVCSpec):
+            mod.exog_vc._group_rows = lambda: mod._group_rows
+        names, re_names, re_full = sm_mixed.MixedLM._make_param_names(mod, inputs["exog_re_names"])
+        mod.data.param_names, mod.data.exog_re_names, mod.data.exog_re_names_full = names, re_names, re_full
+        if vc_formula is not None:
+            mod.data.vcomp_names = mod.exog_vc.names
+        return mod
+
+
+def _first_of(expand: np.ndarray, n: int) -> np.ndarray:
+    """The first engine entry of each door entry."""
+    return np.array([np.flatnonzero(expand == d)[0] for d in range(n)], dtype=np.int64)
+
+
+def _penalized(model: MixedLM, engine):
+    """The engine's problem with statsmodels' penalties added to −2 log L (fe at their GLS values).
+
+    The penalty depends on θ through β̂(θ) (and Ψ): its gradient is taken
+    by central differences, the likelihood's stays analytic.
+    """
+    from ..driver import Problem
+
+    layout = model._lmm.layout
+    backend = model._lmm.backend
+
+    def penalty(t):
+        out = 0.0
+        if model.fe_pen is not None:
+            out += model.fe_pen.func(backend.solution(t).beta)
+        if model.cov_pen is not None and model.k_re:
+            T = layout.T(t)[0]
+            cov_re = T @ T.T
+            out += model.cov_pen.func(cov_re, np.linalg.pinv(cov_re))
+        return 2.0 * out
+
+    def gradient(t):
+        g = engine.gradient(t).copy()
+        for j in range(len(t)):
+            h = 1e-6 * max(1.0, abs(t[j]))
+            e = np.zeros(len(t))
+            e[j] = h
+            g[j] += (penalty(t + e) - penalty(t - e)) / (2 * h)
+        return g
+
+    return Problem(objective=lambda t: engine.objective(t) + penalty(t), lower=engine.lower, gradient=gradient,
+                   canonical=engine.canonical)

@@ -8,81 +8,15 @@ triangle of ``cov_re`` in row-major order, then ``vcomp``; with
 ``use_sqrt`` the lower triangle of the Cholesky factor T of Ψ and √vcomp.
 
 sparselmm's θ holds the same T (column-major, lme4's order) and √vcomp:
-Ψ = TT' and vcomp = θ_vc².
+Ψ = TT' and vcomp = θ_vc². ``MixedLMParams`` is statsmodels' own class.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from statsmodels.regression.mixed_linear_model import MixedLMParams
 
-
-class MixedLMParams:
-    """A parameter state (fixed effects, Ψ and variance components).
-
-    Parameters
-    ----------
-    k_fe, k_re, k_vc : int
-        Numbers of fixed effects, grouped random effects and variance
-        components.
-    """
-
-    def __init__(self, k_fe: int, k_re: int, k_vc: int):
-        self.k_fe, self.k_re, self.k_vc = k_fe, k_re, k_vc
-        self.k_re2 = k_re * (k_re + 1) // 2
-        self.k_tot = k_fe + self.k_re2 + k_vc
-        self._ix = np.tril_indices(k_re)
-        self.fe_params = np.zeros(k_fe)
-        self.cov_re = np.eye(k_re)
-        self.vcomp = np.ones(k_vc)
-
-    @staticmethod
-    def from_packed(params, k_fe: int, k_re: int, use_sqrt: bool, has_fe: bool) -> MixedLMParams:
-        """Unpack ``[fe_params,] lower(cov_re or its Cholesky factor), vcomp or √vcomp``."""
-        params = np.asarray(params, dtype=float)
-        k_re2 = k_re * (k_re + 1) // 2
-        k_fe_p = k_fe if has_fe else 0
-        k_vc = len(params) - k_fe_p - k_re2
-        if k_vc < 0:
-            raise ValueError(f"{len(params)} packed parameters are too few for k_fe={k_fe_p}, k_re={k_re}")
-        pa = MixedLMParams(k_fe, k_re, k_vc)
-        pa.fe_params = params[:k_fe_p].copy() if has_fe else np.zeros(k_fe)
-        half = np.zeros((k_re, k_re))
-        half[pa._ix] = params[k_fe_p:k_fe_p + k_re2]
-        vc = params[k_fe_p + k_re2:]
-        if use_sqrt:
-            pa.cov_re = half @ half.T
-            pa.vcomp = vc ** 2
-        else:
-            pa.cov_re = half + half.T - np.diag(np.diag(half))
-            pa.vcomp = vc.copy()
-        return pa
-
-    @staticmethod
-    def from_components(fe_params=None, cov_re=None, cov_re_sqrt=None, vcomp=None) -> MixedLMParams:
-        """Build from the parts (``cov_re_sqrt`` is a factor T with Ψ = TT')."""
-        fe_params = np.zeros(0) if fe_params is None else np.asarray(fe_params, dtype=float)
-        if cov_re is None and cov_re_sqrt is not None:
-            cov_re_sqrt = np.asarray(cov_re_sqrt, dtype=float)
-            cov_re = cov_re_sqrt @ cov_re_sqrt.T
-        cov_re = np.zeros((0, 0)) if cov_re is None else np.atleast_2d(np.asarray(cov_re, dtype=float))
-        vcomp = np.zeros(0) if vcomp is None else np.atleast_1d(np.asarray(vcomp, dtype=float))
-        pa = MixedLMParams(len(fe_params), cov_re.shape[0], len(vcomp))
-        pa.fe_params, pa.cov_re, pa.vcomp = fe_params.copy(), cov_re.copy(), vcomp.copy()
-        return pa
-
-    def copy(self) -> MixedLMParams:
-        return MixedLMParams.from_components(self.fe_params, self.cov_re, vcomp=self.vcomp)
-
-    def get_packed(self, use_sqrt: bool, has_fe: bool = False) -> np.ndarray:
-        """Pack as :meth:`from_packed` unpacks (the Cholesky factor of Ψ for ``use_sqrt``)."""
-        if use_sqrt:
-            half = psd_factor(self.cov_re)[self._ix]
-            vc = np.sqrt(self.vcomp)
-        else:
-            half = self.cov_re[self._ix]
-            vc = self.vcomp
-        parts = ([self.fe_params] if has_fe else []) + [half, vc]
-        return np.concatenate(parts)
+__all__ = ["MixedLMParams", "ThetaMap", "psd_factor"]
 
 
 def psd_factor(S: np.ndarray) -> np.ndarray:
@@ -133,9 +67,11 @@ class ThetaMap:
         return out
 
     def theta_from_params(self, params: MixedLMParams) -> np.ndarray:
-        if np.any(params.vcomp < 0):
+        vcomp = np.asarray(params.vcomp, dtype=float)
+        if np.any(vcomp < 0):
             raise ValueError("variance components must be non-negative")
-        return self.theta_from_sqrt(params.get_packed(use_sqrt=True, has_fe=False))
+        T = psd_factor(np.asarray(params.cov_re, dtype=float))
+        return self.theta_from_sqrt(np.concatenate([T[np.tril_indices(self.k_re)], np.sqrt(vcomp)]))
 
     def params_from_theta(self, theta: np.ndarray, fe_params=None) -> MixedLMParams:
         T = np.zeros((self.k_re, self.k_re))

@@ -1,0 +1,1 @@
+"""Reference results for regression tests."""
