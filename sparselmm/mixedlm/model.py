@@ -23,7 +23,7 @@ from statsmodels.regression import mixed_linear_model as sm_mixed
 from statsmodels.regression.mixed_linear_model import MixedLMParams, VCSpec
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
 
-from ..driver import optimize
+from ..driver import optimize, polish
 from ..errors import DataError
 from ..frame import ModelFrame
 from ..lapack import fit_blas_threads
@@ -441,6 +441,7 @@ class MixedLM(base.LikelihoodModel):
                                  allvecs=[p for p, _ in opt.path]))
             converged = opt.converged
             if converged:
+                x = polish(problem, x)
                 break
             if j + 1 < len(methods):
                 warnings.warn(f"Retrying MixedLM optimization with {methods[j + 1]}", ConvergenceWarning,
@@ -460,7 +461,9 @@ class MixedLM(base.LikelihoodModel):
         from .results import MixedLMResults, MixedLMResultsWrapper
 
         params = self._map.params_from_theta(theta)
-        fe_params, _ = self.get_fe_params(params.cov_re, params.vcomp)
+        fe_params, singular = self.get_fe_params(params.cov_re, params.vcomp)
+        if singular:  # statsmodels' score warns so where its optimizer reaches a singular Ψ
+            warnings.warn("Random effects covariance is singular", SingularMatrixWarning, stacklevel=3)
         params.fe_params = fe_params
         scale = self.get_scale(fe_params, params.cov_re, params.vcomp)
         cov_re, vcomp = scale * params.cov_re, scale * params.vcomp
