@@ -385,7 +385,7 @@ def _phase(method, f, grad, x, lower, maxiter):
                     options={"maxiter": maxiter, "xatol": 1e-7, "fatol": 1e-8, "adaptive": True})
 
 
-def polish(problem: Problem, theta: np.ndarray, steps: int = 2) -> np.ndarray:
+def polish(problem: Problem, theta: np.ndarray, steps: int = 1) -> np.ndarray:
     """Up to ``steps`` further Newton steps from a converged θ, each kept only if it at least halves the
     largest projected-gradient component.
 

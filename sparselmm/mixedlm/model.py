@@ -38,6 +38,10 @@ _METHODS = {"nm": "nelder-mead", "nelder-mead": "nelder-mead", "powell": "powell
 _FIT_KWARGS = ["gtol", "maxiter", "eps", "maxcor", "ftol", "tol", "disp", "maxls"]
 _INIT_KWARGS = ["missing_idx", "model_spec", "formula"]
 _WARN_COV_SING = "The random effects covariance matrix is singular."
+#: A fit whose Ψ or a variance component (relative to the residual variance) has an eigenvalue below this
+#: warns that the random-effects covariance is (nearly) singular. statsmodels warns where its optimizer
+#: visits a singular Ψ; sparselmm's does not wander there, so the warning is on the estimate itself.
+NEAR_SINGULAR = 1e-3
 
 
 class DataVCSpec(VCSpec):
@@ -461,9 +465,12 @@ class MixedLM(base.LikelihoodModel):
         from .results import MixedLMResults, MixedLMResultsWrapper
 
         params = self._map.params_from_theta(theta)
-        fe_params, singular = self.get_fe_params(params.cov_re, params.vcomp)
-        if singular:  # statsmodels' score warns so where its optimizer reaches a singular Ψ
-            warnings.warn("Random effects covariance is singular", SingularMatrixWarning, stacklevel=3)
+        fe_params, _ = self.get_fe_params(params.cov_re, params.vcomp)
+        smallest = min(np.linalg.eigvalsh(params.cov_re).min(initial=np.inf), params.vcomp.min(initial=np.inf))
+        if smallest < NEAR_SINGULAR:
+            what = "singular" if smallest < 1e-10 else \
+                f"nearly singular (smallest eigenvalue {smallest:.2g} times the residual variance)"
+            warnings.warn(f"Random effects covariance is {what}", SingularMatrixWarning, stacklevel=3)
         params.fe_params = fe_params
         scale = self.get_scale(fe_params, params.cov_re, params.vcomp)
         cov_re, vcomp = scale * params.cov_re, scale * params.vcomp
