@@ -116,11 +116,14 @@ class EngineDesign:
         Door θ index of each engine θ entry (engine θ = door θ[expand]).
     component_columns : list of ndarray
         For each component, the column of Z (engine order) of each of its levels.
+    re_offset : int
+        The first column of Z of ``exog_re``'s term (its columns are level-major).
     """
 
     terms: list[ReTerm]
     expand: np.ndarray
     component_columns: list[np.ndarray]
+    re_offset: int = 0
 
     @property
     def tied(self) -> bool:
@@ -131,18 +134,16 @@ def engine_design(group_codes: np.ndarray, group_labels, exog_re: np.ndarray | N
                   components: list[Component]) -> EngineDesign:
     """Terms, θ map and level columns for a model with these groups, ``exog_re`` and components."""
     n = len(group_codes)
-    terms, expand = [], []
+    pieces = []  # (term, door θ indices, (component, its levels in the term) or None)
+    door = 0
     if exog_re is not None and exog_re.shape[1]:
         k = exog_re.shape[1]
-        terms.append(ReTerm("Group", tuple(re_names), pd.Index(group_labels), group_codes,
-                            np.ascontiguousarray(exog_re, dtype=float), diagonal=False))
-        expand.extend(range(k * (k + 1) // 2))
-    col = sum(t.size for t in terms)
-    door = len(expand)
-    columns = []
-    for comp in components:
+        pieces.append((ReTerm("Group", tuple(re_names), pd.Index(group_labels), group_codes,
+                              np.ascontiguousarray(exog_re, dtype=float), diagonal=False),
+                       list(range(k * (k + 1) // 2)), None))
+        door = k * (k + 1) // 2
+    for j, comp in enumerate(components):
         color = comp.colors(n)
-        where = np.empty(comp.nlevels, dtype=np.int64)
         for c in range(int(color.max(initial=-1)) + 1):
             mine = np.flatnonzero(color == c)
             local = np.full(comp.nlevels, -1, dtype=np.int64)
@@ -152,10 +153,18 @@ def engine_design(group_codes: np.ndarray, group_labels, exog_re: np.ndarray | N
             X = np.zeros((n, 1))
             codes[comp.rows[sel]] = local[comp.levels[sel]]
             X[comp.rows[sel], 0] = comp.values[sel]
-            terms.append(ReTerm(comp.name, (comp.name,), pd.RangeIndex(len(mine)), codes, X, diagonal=True))
-            where[mine] = col + np.arange(len(mine))
-            col += len(mine)
-            expand.append(door)
-        columns.append(where)
+            pieces.append((ReTerm(comp.name, (comp.name,), pd.RangeIndex(len(mine)), codes, X, diagonal=True),
+                           [door], (j, mine)))
         door += 1
-    return EngineDesign(terms, np.asarray(expand, dtype=np.int64), columns)
+    # lme4's order, most levels first: the blocked backend eliminates the first term in closed form
+    pieces.sort(key=lambda piece: -piece[0].nlevels)
+    columns = [np.empty(c.nlevels, dtype=np.int64) for c in components]
+    col = re_offset = 0
+    for term, _, owner in pieces:
+        if owner is not None:
+            columns[owner[0]][owner[1]] = col + np.arange(term.nlevels)
+        else:
+            re_offset = col
+        col += term.size
+    expand = np.array([d for _, ds, _ in pieces for d in ds], dtype=np.int64)
+    return EngineDesign([t for t, _, _ in pieces], expand, columns, re_offset)

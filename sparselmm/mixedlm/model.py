@@ -305,12 +305,13 @@ class MixedLM(base.LikelihoodModel):
     def hessian(self, params):
         """Hessian of the log-likelihood in (fe_params, lower(Ψ), vcomp); returns ``(hess, sing)``.
 
-        Central differences of the analytic score, Richardson-extrapolated
-        (error O(h⁴)); on or near the boundary (Ψ singular, a variance
-        component 0) at Ψ + δI and vcomp + δ, δ = 1e-7 · max(1, |Ψ|), with
-        steps that keep Ψ positive definite (the log-likelihood is smooth
-        there; this is the value statsmodels reports at its optimum, which
-        stops a little inside). ``sing``: Ψ is singular, as statsmodels.
+        The fixed-effects block is analytic (−ν X'V⁻¹X / wrss at β̂); the
+        columns of the variance parameters are central differences of the
+        analytic score, Richardson-extrapolated (4 scores each, error O(h⁴)). On or near the boundary (Ψ singular, a
+        variance component 0) it is taken at Ψ + δI and vcomp + δ,
+        δ = 1e-7 · max(1, |Ψ|), with steps that keep Ψ positive definite: the
+        log-likelihood is smooth there, and statsmodels' optimum stops a
+        little inside. ``sing``: Ψ is singular, as statsmodels.
         """
         pa = self._params(params, has_fe=True)
         cov_re = np.asarray(pa.cov_re, dtype=float)
@@ -321,8 +322,7 @@ class MixedLM(base.LikelihoodModel):
                 np.linalg.inv(cov_re)
             except np.linalg.LinAlgError:
                 sing = True
-        scale = max(1.0, np.abs(cov_re).max(initial=0.0), np.abs(vcomp).max(initial=0.0))
-        delta = 1e-7 * scale
+        delta = 1e-7 * max(1.0, np.abs(cov_re).max(initial=0.0), np.abs(vcomp).max(initial=0.0))
         w = np.linalg.eigvalsh(cov_re) if self.k_re else np.zeros(0)
         if self.k_re and w.min() < delta:
             cov_re = cov_re + (delta - min(w.min(), 0.0)) * np.eye(self.k_re)
@@ -334,18 +334,30 @@ class MixedLM(base.LikelihoodModel):
             p = MixedLMParams.from_packed(x, self.k_fe, self.k_re, use_sqrt=False, has_fe=True)
             return self._score(p, self._map.theta_from_params(p), profile_fe=False, sqrt=False, with_fe=True)
 
-        k = len(x0)
+        k, kf = len(x0), self.k_fe
         H = np.zeros((k, k))
-        for i in range(k):
-            h = 1e-4 * max(1.0, abs(x0[i]))
-            if i >= self.k_fe:
-                h = min(h, 0.25 * low)  # Ψ ± h E_ij and vcomp ± h stay positive definite
+        backend = self._lmm.backend
+        theta = self._engine_theta(self._map.theta_from_params(
+            MixedLMParams.from_packed(x0, kf, self.k_re, use_sqrt=False, has_fe=True)))
+        beta = x0[:kf]
+        nu = backend.cp.n - backend.p if self.reml else backend.cp.n
+        RX = backend.solution(theta).RX
+        wrss = backend.weighted_rss(theta, beta)
+        M = RX.T @ RX
+        d = M @ (beta - backend.solution(theta).beta)
+        H[:kf, :kf] = -nu * (M / wrss - 2.0 * np.outer(d, d) / wrss ** 2)
+        if self.fe_pen is not None:
+            H[:kf, :kf] -= np.diag(self.fe_pen.deriv2(beta))
+        for i in range(kf, k):
+            h = min(1e-4 * max(1.0, abs(x0[i])), 0.25 * low)  # Ψ ± h E_ij, vcomp ± h stay positive definite
             e = np.zeros(k)
             e[i] = h
             d1 = (grad(x0 + e) - grad(x0 - e)) / (2 * h)
             d2 = (grad(x0 + e / 2) - grad(x0 - e / 2)) / h
-            H[:, i] = (4 * d2 - d1) / 3
-        return (H + H.T) / 2, sing
+            H[:, i] = (4 * d2 - d1) / 3  # Richardson: error O(h⁴)
+        H[kf:, :kf] = H[:kf, kf:].T
+        H[kf:, kf:] = (H[kf:, kf:] + H[kf:, kf:].T) / 2
+        return H, sing
 
     def get_fe_params(self, cov_re, vcomp, tol=1e-10):
         """GLS fixed effects at (Ψ, vcomp); returns ``(fe_params, singular)``."""

@@ -60,7 +60,7 @@ class MixedLMResults(sm_mixed.MixedLMResults):
         n = model.n_groups
         parts = []
         if self.k_re:
-            parts.append(np.arange(n * self.k_re).reshape(n, self.k_re))
+            parts.append(design.re_offset + np.arange(n * self.k_re).reshape(n, self.k_re))
         comps = []
         for comp, cols in zip(model._design_components, design.component_columns):
             bounds = np.searchsorted(comp.level_group, np.arange(n + 1))
