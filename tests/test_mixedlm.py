@@ -213,14 +213,23 @@ def test_hessian(reml):
 def test_t_test_conf_int_and_predict():
     df = sleep()
     res = quiet(MixedLM.from_formula("Reaction ~ Days", df, groups="Subject", re_formula="1 + Days").fit)
-    tt = res.t_test(np.eye(len(res.params))[:2])
+    tt = res.t_test(np.eye(res.k_fe))  # statsmodels 0.15: contrasts of the fixed effects only
     np.testing.assert_allclose(tt.effect, res.fe_params)
     np.testing.assert_allclose(tt.sd, res.bse_fe)
+    theirs = quiet(SmMixedLM.from_formula("Reaction ~ Days", df, groups="Subject", re_formula="1 + Days").fit)
+    R = np.eye(len(res.params))[[1, 3]]  # a fixed effect and a variance together: statsmodels' full vector
+    for test in ("f_test", "wald_test"):
+        kw = {} if test == "f_test" else {"scalar": True}
+        ours_t, theirs_t = getattr(res, test)(R, **kw), getattr(theirs, test)(R, **kw)
+        np.testing.assert_allclose(float(np.squeeze(ours_t.statistic)), float(np.squeeze(theirs_t.statistic)),
+                                   rtol=1e-3)
     ci = res.conf_int()
     np.testing.assert_allclose(ci[1] - ci[0], 2 * 1.959963984540054 * res.bse, rtol=1e-9)
     np.testing.assert_allclose(res.tvalues, res.params / res.bse)
     np.testing.assert_allclose(res.model.predict(res.params), res.model.exog @ res.fe_params)
-    assert "Subject x Days Cov" in res.summary()
+    summary = res.summary()
+    assert list(summary.tables[1].index) == list(theirs.summary().tables[1].index)
+    assert "Subject x Days Cov" in str(summary)
 
 
 def test_profile_re_peaks_at_estimate():

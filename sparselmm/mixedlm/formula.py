@@ -48,12 +48,18 @@ def model_inputs(data: pd.DataFrame, groups, formula, re_formula, vc_formula, su
     if subset is not None:
         keep = pd.Series(np.arange(len(data)), index=data.index).loc[subset].to_numpy()
         data, groups = data.iloc[keep], groups[keep]
-    for f in [re_formula, *(vc_formula or {}).values()]:
-        missing_columns = [] if f is None else \
-            [v for v in formulaic.Formula(f).required_variables if v not in data.columns and v not in env]
-        if missing_columns:
-            raise DataError(f"column {missing_columns[0]!r} of formula {f!r} is not in the data",
-                            column=missing_columns[0])
+    used = []
+    for f in [formula, re_formula, *(vc_formula or {}).values()]:
+        names = [] if f is None else sorted(formulaic.Formula(f).required_variables)
+        absent = [v for v in names if v not in data.columns and v not in env]
+        if absent and f is not formula:
+            raise DataError(f"column {absent[0]!r} of formula {f!r} is not in the data", column=absent[0])
+        used += [v for v in names if v in data.columns and v not in used]
+    if missing != "drop":
+        with_na = [c for c in used if data[c].isna().any()]
+        if with_na:
+            raise DataError(f"column {with_na[0]!r} has {int(data[with_na[0]].isna().sum())} missing values "
+                            f"(missing={missing!r}); use missing='drop' to drop those rows", column=with_na[0])
     if missing == "drop":
         data, groups = _handle_missing(data, groups, formula, re_formula, vc_formula)
         missing = "none"

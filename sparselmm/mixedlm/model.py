@@ -152,6 +152,11 @@ class MixedLM(base.LikelihoodModel):
         state["_engines"] = {}
         return state
 
+    @property
+    def param_names(self) -> list[str]:
+        """Names of the packed parameters (``model.data.param_names``)."""
+        return self.data.param_names
+
     # --- statsmodels' per-group views, built only when asked for --------------
     @cached_property
     def _group_rows(self) -> list[np.ndarray]:
@@ -188,8 +193,8 @@ class MixedLM(base.LikelihoodModel):
     def _design(self):
         for name, a in (("endog", self.endog), ("exog", self.exog), ("exog_re", self.exog_re)):
             if a is not None and not np.all(np.isfinite(a)):
-                raise DataError(f"{name} has missing or infinite values (missing={self.data.missing!r}); "
-                                "use missing='drop' to drop the rows with missing values", column=name)
+                raise DataError(f"{name} has missing or infinite values; use missing='drop' to drop the rows "
+                                "with missing values", column=name)
         re_names = list(self.data.exog_re_names)[:self.k_re]
         return engine_design(self._group_codes, self.group_labels, self.exog_re if self.k_re else None,
                              re_names, self._design_components)
