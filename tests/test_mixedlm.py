@@ -256,3 +256,27 @@ def test_sqrt_score_with_negative_cholesky_diagonal():
     theirs = _statsmodels_model("Reaction ~ Days", df, groups="Subject", re_formula="1 + Days")
     theirs.reml = True
     np.testing.assert_allclose(g * np.array([-1, -1, 1]), theirs.score(packed), rtol=1e-6)
+
+
+def test_import_sparselmm_does_not_import_statsmodels():
+    import subprocess
+    import sys
+
+    code = "import sys, sparselmm; sys.exit('statsmodels' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    code = "import sys, sparselmm; sparselmm.MixedLM; sys.exit('statsmodels' not in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_crossed_vc_formula_matches_lme4_door():
+    """One group, a variance component per factor: the lme4 door's crossed model, no dense matrices."""
+    from sparselmm.datasets import simulate_crossed
+
+    df = simulate_crossed(3000, seed=2).assign(one=1)
+    vc = {g: f"0 + C({g})" for g in ("student", "item", "dept")}
+    res = quiet(MixedLM.from_formula("y ~ x + treat", df, groups="one", re_formula="0", vc_formula=vc).fit)
+    lme4 = sparselmm.fit("y ~ x + treat + (1|student) + (1|item) + (1|dept)", df)
+    assert res.llf == pytest.approx(lme4.llf, abs=1e-7)
+    np.testing.assert_allclose(np.sort(res.fe_params), np.sort(lme4.fe_params), rtol=1e-6)  # patsy orders terms otherwise
+    np.testing.assert_allclose(np.sort(res.vcomp), np.sort(lme4.varcorr["Variance"].to_numpy()[:3]), rtol=1e-5)
+    assert res.model._lmm.backend.name in ("blocked", "sparse")
