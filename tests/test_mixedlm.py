@@ -278,5 +278,5 @@ def test_crossed_vc_formula_matches_lme4_door():
     lme4 = sparselmm.fit("y ~ x + treat + (1|student) + (1|item) + (1|dept)", df)
     assert res.llf == pytest.approx(lme4.llf, abs=1e-7)
     np.testing.assert_allclose(np.sort(res.fe_params), np.sort(lme4.fe_params), rtol=1e-6)  # patsy orders terms otherwise
-    np.testing.assert_allclose(np.sort(res.vcomp), np.sort(lme4.varcorr["Variance"].to_numpy()[:3]), rtol=1e-5)
+    np.testing.assert_allclose(np.sort(res.vcomp), np.sort(lme4.varcorr["vcov"].to_numpy()[:3]), rtol=1e-5)
     assert res.model._lmm.backend.name in ("blocked", "sparse")
