@@ -346,10 +346,11 @@ class MixedLM(base.LikelihoodModel):
             MixedLMParams.from_packed(x0, kf, self.k_re, use_sqrt=False, has_fe=True)))
         beta = x0[:kf]
         nu = backend.cp.n - backend.p if self.reml else backend.cp.n
-        RX = backend.solution(theta).RX
+        sol = backend.solution(theta)
+        RX = sol.RX
         wrss = backend.weighted_rss(theta, beta)
         M = RX.T @ RX
-        d = M @ (beta - backend.solution(theta).beta)
+        d = M @ (beta - sol.beta)
         H[:kf, :kf] = -nu * (M / wrss - 2.0 * np.outer(d, d) / wrss ** 2)
         if self.fe_pen is not None:
             H[:kf, :kf] -= np.diag(self.fe_pen.deriv2(beta))
@@ -450,7 +451,7 @@ class MixedLM(base.LikelihoodModel):
             engine = _penalized(self, engine)
         design = self._design
         nlevels = np.array([t.nlevels for t in design.terms for _ in range(t.ntheta)], dtype=float)
-        problem, to_engine = door_problem(engine, design.expand, nlevels, theta0, mask)
+        problem = door_problem(engine, design.expand, nlevels, theta0, mask)
         x = theta0[mask]
         converged = False
         for j, meth in enumerate(methods):
@@ -471,8 +472,7 @@ class MixedLM(base.LikelihoodModel):
                 warnings.warn("MixedLM optimization failed, trying a different optimizer may help.",
                               ConvergenceWarning, stacklevel=3)
         theta = theta0.copy()
-        theta[mask] = x
-        theta = lmm.layout.canonical(to_engine(x))[_first_of(design.expand, len(theta))] if mask.all() else theta
+        theta[mask] = problem.canonical(x) if problem.canonical else x
         if not converged:
             gn = np.sqrt(np.sum(self.score(self._map.sqrt_from_theta(theta)) ** 2))
             warnings.warn(f"Gradient optimization failed, |grad| = {gn:f}", ConvergenceWarning, stacklevel=3)
@@ -564,11 +564,6 @@ class MixedLM(base.LikelihoodModel):
         if vc_formula is not None:
             mod.data.vcomp_names = mod.exog_vc.names
         return mod
-
-
-def _first_of(expand: np.ndarray, n: int) -> np.ndarray:
-    """The first engine entry of each door entry."""
-    return np.array([np.flatnonzero(expand == d)[0] for d in range(n)], dtype=np.int64)
 
 
 def _penalized(model: MixedLM, engine):

@@ -16,13 +16,12 @@ import numpy as np
 
 from .params import MixedLMParams
 
-_WARN_COV_SING = "The random effects covariance matrix is singular."
-
 
 def fit_l1(model, alpha, ceps: float, ptol: float, maxit: int, fit_kwargs: dict):
     """statsmodels' L1 algorithm and results (its choices kept, noted where they are odd)."""
     from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
+    from .model import _WARN_COV_SING
     from .results import MixedLMResults, MixedLMResultsWrapper
 
     k_fe = model.k_fe

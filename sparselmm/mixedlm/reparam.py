@@ -16,8 +16,8 @@ from ..driver import Problem
 
 
 def door_problem(engine: Problem, expand: np.ndarray, nlevels: np.ndarray, start: np.ndarray,
-                 free: np.ndarray) -> tuple[Problem, callable]:
-    """The problem over the free entries of the door's θ, and the map x → engine θ.
+                 free: np.ndarray) -> Problem:
+    """The problem over the free entries of the door's θ.
 
     Parameters
     ----------
@@ -34,7 +34,7 @@ def door_problem(engine: Problem, expand: np.ndarray, nlevels: np.ndarray, start
     """
     nd = len(start)
     if np.array_equal(expand, np.arange(nd)) and free.all():
-        return engine, lambda x: x
+        return engine
     index = np.full(nd, -1, dtype=np.int64)
     index[free] = np.arange(int(free.sum()))
     col = index[expand]  # free entry of each engine entry (-1: fixed)
@@ -68,4 +68,4 @@ def door_problem(engine: Problem, expand: np.ndarray, nlevels: np.ndarray, start
                       gradient=gradient, hessian=hessian if engine.hessian else None,
                       em_step=em_step if fixed_all and engine.em_step else None,
                       canonical=canonical if fixed_all and engine.canonical else None)
-    return problem, to_engine
+    return problem
