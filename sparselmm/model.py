@@ -56,6 +56,8 @@ class LinearMixedModel:
         with other_blas_single_threaded(), without_hugepage_advice():
             frame = model_frame(formula, data, missing=missing)
         self._setup(formula, frame, reml, backend, None, max_memory, start)
+        self.data = data  # refits (likelihood-ratio tests, profiles of reduced models) and type 3 contrasts
+        self.options = {"missing": missing, "backend": backend, "max_memory": max_memory}
 
     @classmethod
     def from_frame(cls, frame: ModelFrame, reml: bool = True, backend: str = "auto",
@@ -68,6 +70,8 @@ class LinearMixedModel:
         """
         model = cls.__new__(cls)
         model._setup(formula, frame, reml, backend, group_codes, max_memory, time.perf_counter())
+        model.data = None
+        model.options = {"missing": "drop", "backend": backend, "max_memory": max_memory}
         return model
 
     def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start):

@@ -214,6 +214,50 @@ class LMMResults:
             terms.append((codes, new.X))
         return pd.Series(self._predict(X, terms), index=newdata.index, name="predicted")
 
+    # --- inference (sparselmm.inference) -------------------------------------
+    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Estimate, SE, df, t and p of each fixed effect (lmerTest's ``summary`` table).
+
+        ``ddf``: ``"satterthwaite"`` (lmerTest), ``"kenward-roger"`` (pbkrtest; SEs from the adjusted
+        covariance, REML fits), ``"residual"`` (n − p) or ``"asymptotic"`` (z tests).
+        """
+        from .inference.anova import coef_table
+
+        return coef_table(self, ddf)
+
+    def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F test of each fixed-effect term (lmerTest's ``anova(m, type, ddf)``): Sum Sq, Mean Sq,
+        NumDF, DenDF, F value, Pr(>F). ``type`` 3 (default) or 1."""
+        from .inference.anova import anova_table
+
+        return anova_table(self, type, ddf)
+
+    def contrast_test(self, L, ddf: str = "satterthwaite") -> pd.Series:
+        """Test of H₀: Lβ = 0 for a contrast matrix L (rows × fixed effects), lmerTest's ``contest``:
+        a t test for one row (estimate, SE, df, t, p), an F test for several (F, NumDF, DenDF, p)."""
+        from .inference.ddf import ddf_method
+
+        if isinstance(L, pd.DataFrame):
+            L = L.reindex(columns=self.model.frame.fe_names).to_numpy()
+        t = ddf_method(self, ddf).test(L)
+        if t.estimate is not None:
+            return pd.Series({"Estimate": t.estimate, "Std. Error": t.se, "df": t.den_df, "t value": t.t,
+                              "Pr(>|t|)": t.p})
+        return pd.Series({"F value": t.F, "NumDF": t.num_df, "DenDF": t.den_df, "Pr(>F)": t.p})
+
+    def ranova(self) -> pd.DataFrame:
+        """Likelihood-ratio test of each random term, reduced or removed (lmerTest's ``ranova``)."""
+        from .inference.lrt import ranova
+
+        return ranova(self)
+
+    def drop1(self) -> pd.DataFrame:
+        """Likelihood-ratio test of each fixed term not contained in another, ML fits
+        (lme4's ``drop1(m, test = "Chisq")``)."""
+        from .inference.lrt import drop1
+
+        return drop1(self)
+
     # --- summary -----------------------------------------------------------
     def summary(self) -> str:
         """A table like lme4's ``summary()``."""

@@ -1,0 +1,1 @@
+"""Inference after the fit: tests of the fixed effects, likelihood-ratio tests, intervals, bootstrap."""

@@ -1,0 +1,191 @@
+"""Likelihood-ratio tests: lme4's ``anova(m0, m1, ...)``, lmerTest's ``ranova`` and ``drop1``.
+
+Reduced models are refitted from the formula and the data of the fit. A model
+left without random terms is a linear model, whose (REML) log-likelihood is
+R's ``logLik.lm``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .anova import fixed_terms
+from ..formula import term_labels
+
+
+def _needs_data(result):
+    if result.model.data is None:
+        raise ValueError("likelihood-ratio tests refit reduced models: they need a fit made from a formula and "
+                         "data (sparselmm.fit or LinearMixedModel)")
+    return result.model.data
+
+
+def _refit(result, formula: str, reml: bool):
+    """The same data and options, another formula or criterion."""
+    from ..model import LinearMixedModel  # noqa: PLC0415 (model imports results, which imports this)
+
+    model = result.model
+    opts = model.options
+    data = _needs_data(result)
+    new = LinearMixedModel(formula, data, reml=reml, missing=opts["missing"], backend=opts["backend"],
+                           max_memory=opts["max_memory"])
+    return new.fit()
+
+
+def refit_ml(result):
+    """The model refitted by maximum likelihood (lme4's ``refitML``); an ML fit is returned as it is."""
+    if not result.reml:
+        return result
+    cache = result.__dict__.setdefault("_refits", {})
+    if "ml" not in cache:
+        from ..model import LinearMixedModel  # noqa: PLC0415
+
+        model = result.model
+        ml = LinearMixedModel.__new__(LinearMixedModel)
+        ml.formula, ml.reml, ml.frame, ml.layout = model.formula, False, model.frame, model.layout
+        ml.crossprod, ml.data, ml.options = model.crossprod, model.data, model.options
+        from ..backends import make_backend  # noqa: PLC0415
+
+        ml.backend = make_backend(model.layout, model.crossprod, False, model.backend.name, None,
+                                  model.options["max_memory"])
+        ml.setup_seconds = 0.0
+        cache["ml"] = ml.fit(theta0=result.theta.to_numpy())
+    return cache["ml"]
+
+
+class LinearModelFit:
+    """A model left without random effects: ordinary least squares, with R's ``logLik.lm``."""
+
+    def __init__(self, y: np.ndarray, X: np.ndarray, reml: bool):
+        n, p = X.shape
+        self.reml, self.nobs = reml, n
+        Q, R = np.linalg.qr(X) if p else (np.zeros((n, 0)), np.zeros((0, 0)))
+        res = y - Q @ (Q.T @ y)
+        N = n - p if reml else n
+        llf = 0.5 * (-N * (np.log(2 * np.pi) + 1 - np.log(N) + np.log(res @ res)))
+        if reml:
+            llf -= np.sum(np.log(np.abs(np.diag(R))))
+        self.llf = float(llf)
+        self.df_modelwise = p + 1
+
+
+def _term_label(rt) -> str:
+    return f"({rt.expr} | {rt.group})"
+
+
+def _random_formula(frame, terms) -> str:
+    parsed = frame.formula
+    parts = [parsed.fixed] + [_term_label(rt) for rt in terms]
+    return f"{parsed.response} ~ " + " + ".join(parts)
+
+
+def _reductions(frame):
+    """lmerTest's reduced models: each random term without one of its columns (a term with only an
+    intercept, or with one column and no intercept, is removed). Yields (label, remaining terms)."""
+    from ..formula import RandomTerm  # noqa: PLC0415
+
+    terms = list(frame.formula.random)
+    for k, rt in enumerate(terms):
+        labels = term_labels(rt.expr)
+        others = terms[:k] + terms[k + 1:]
+        if labels == ["1"]:
+            yield _term_label(rt), others
+            continue
+        for lab in (x for x in labels if x != "1"):
+            rest = [x for x in labels if x != lab]
+            if not rest:
+                yield f"{lab} in {_term_label(rt)}", others
+                continue
+            expr = " + ".join(rest) if "1" in rest else "0 + " + " + ".join(rest)
+            yield f"{lab} in {_term_label(rt)}", others[:k] + [RandomTerm(expr, rt.factors)] + others[k:]
+
+
+RANOVA_COLUMNS = ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"]
+
+
+def ranova(result) -> pd.DataFrame:
+    """lmerTest's ``ranova``: each random term reduced or removed, refitted with the same criterion,
+    compared with the model by a likelihood-ratio test."""
+    _needs_data(result)
+    frame = result.model.frame
+    rows = {"<none>": (result.df_modelwise, result.llf)}
+    for label, terms in _reductions(frame):
+        if terms:
+            fit = _refit(result, _random_formula(frame, terms), result.reml)
+        else:
+            fit = LinearModelFit(frame.y, frame.X, result.reml)
+        rows[label] = (fit.df_modelwise, fit.llf)
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["npar", "logLik"])
+    out["AIC"] = -2 * out["logLik"] + 2 * out["npar"]
+    full = rows["<none>"]
+    out["LRT"] = np.where(out.index == "<none>", np.nan, 2 * (full[1] - out["logLik"]))
+    out["Df"] = np.where(out.index == "<none>", np.nan, full[0] - out["npar"])
+    out["Pr(>Chisq)"] = stats.chi2.sf(out["LRT"], out["Df"])
+    return out[RANOVA_COLUMNS]
+
+
+def drop1(result) -> pd.DataFrame:
+    """Each fixed term not contained in another removed, both models fitted by maximum likelihood,
+    compared by a likelihood-ratio test (lme4's ``drop1(m, test = "Chisq")``)."""
+    _needs_data(result)
+    full = refit_ml(result)
+    frame = result.model.frame
+    terms = fixed_terms(result.model)
+    intercept = "(Intercept)" in frame.fe_names
+    rows = {"<none>": (full.df_modelwise, full.llf)}
+    for name, _, factors in terms:
+        if any(factors < other for _, _, other in terms):
+            continue
+        rest = [n for n, _, _ in terms if n != name]
+        fixed = " + ".join(["1" if intercept else "0"] + rest)
+        formula = f"{frame.formula.response} ~ {fixed} + " + " + ".join(_term_label(rt) for rt in frame.formula.random)
+        fit = _refit(result, formula, reml=False)
+        rows[name] = (fit.df_modelwise, fit.llf)
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["npar", "logLik"])
+    out["AIC"] = -2 * out["logLik"] + 2 * out["npar"]
+    out["LRT"] = np.where(out.index == "<none>", np.nan, 2 * (full.llf - out["logLik"]))
+    out["Df"] = np.where(out.index == "<none>", np.nan, full.df_modelwise - out["npar"])
+    out["Pr(>Chisq)"] = stats.chi2.sf(out["LRT"], out["Df"])
+    return out[RANOVA_COLUMNS]
+
+
+ANOVA_COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+
+
+def anova(*results, names=None, refit: bool = True) -> pd.DataFrame:
+    """lme4's ``anova(m0, m1, ...)``: models ordered by their number of parameters, each compared with
+    the one before by a likelihood-ratio test.
+
+    REML fits are refitted by maximum likelihood (``refit=True``) when the models' fixed effects
+    differ; REML fits with the same fixed effects are compared on the REML criterion.
+    """
+    if len(results) < 2:
+        raise ValueError("anova() compares two or more fitted models")
+    names = list(names) if names is not None else [f"m{i}" for i in range(len(results))]
+    if len(names) != len(results):
+        raise ValueError(f"{len(names)} names for {len(results)} models")
+    nobs = {r.nobs for r in results}
+    if len(nobs) > 1:
+        raise ValueError(f"the models were fitted to different numbers of observations: {sorted(nobs)}")
+    fixed = {tuple(r.model.frame.fe_names) for r in results}
+    remls = {r.reml for r in results}
+    if refit and any(r.reml for r in results) and (len(fixed) > 1 or len(remls) > 1):
+        results = [refit_ml(r) for r in results]
+    elif len(remls) > 1:
+        raise ValueError("some models were fitted by REML and some by ML: use refit=True")
+    order = sorted(range(len(results)), key=lambda i: results[i].df_modelwise)
+    rows = []
+    prev = None
+    for i in order:
+        r = results[i]
+        dev = -2 * r.llf
+        row = [r.df_modelwise, r.aic, r.bic, r.llf, dev, np.nan, np.nan, np.nan]
+        if prev is not None:
+            chisq = prev[4] - dev
+            df = r.df_modelwise - prev[0]
+            row[5:] = [chisq, df, stats.chi2.sf(chisq, df) if df > 0 else np.nan]
+        rows.append(row)
+        prev = row
+    return pd.DataFrame(rows, index=[names[i] for i in order], columns=ANOVA_COLUMNS)
