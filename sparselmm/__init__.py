@@ -31,6 +31,14 @@ from .errors import (  # noqa: E402
 from .model import LinearMixedModel, fit  # noqa: E402
 from .results import LMMResults  # noqa: E402
 
+def anova(*results, names=None, refit: bool = True):
+    """Likelihood-ratio tests of nested fits (lme4's ``anova(m0, m1, ...)``): see
+    :func:`sparselmm.inference.lrt.anova`."""
+    from .inference.lrt import anova as _anova
+
+    return _anova(*results, names=names, refit=refit)
+
+
 #: The statsmodels door, imported on first use (it imports statsmodels).
 _MIXEDLM = ("MixedLM", "MixedLMParams", "MixedLMResults")
 
@@ -55,6 +63,7 @@ __all__ = [
     "MixedLMResults",
     "ModelSizeError",
     "SingularFitWarning",
+    "anova",
     "fit",
 ]
 __version__ = "0.1.0"

@@ -258,6 +258,42 @@ class LMMResults:
 
         return drop1(self)
 
+    def confint(self, parm=None, level: float = 0.95, method: str = "wald", **kwargs) -> pd.DataFrame:
+        """Confidence intervals with lme4's names (``oldNames = FALSE``).
+
+        ``method="wald"``: fixed effects, β̂ ± z·SE (lme4 gives no Wald interval for variance
+        parameters). ``"profile"``: every parameter, the exact roots of the ML profile
+        ζ(x) = ±z (:meth:`profile`). ``"boot"``: percentile intervals of a parametric bootstrap
+        (:meth:`bootstrap`; ``kwargs`` go to it: ``n``, ``seed``, ``n_jobs``).
+        """
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), not {level!r}")
+        pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
+        if method == "wald":
+            from scipy.stats import norm
+
+            z = norm.ppf(0.5 + level / 2)
+            fe, se = self.fe_params, self.bse_fe
+            out = pd.DataFrame({pct[0]: fe - z * se, pct[1]: fe + z * se})
+            return out if parm is None else out.loc[list(parm)]
+        if method == "profile":
+            return self._profiler().confint(level, parm)
+        if method == "boot":
+            return self.bootstrap(**kwargs).confint(level, parm)
+        raise ValueError(f"method must be 'wald', 'profile' or 'boot', not {method!r}")
+
+    def _profiler(self):
+        from .inference.profile import Profiler
+
+        if "_profiler_cache" not in self.__dict__:
+            self._profiler_cache = Profiler(self)
+        return self._profiler_cache
+
+    def profile(self, parm=None, npoints: int = 8) -> pd.DataFrame:
+        """ζ traces of the ML profile (lme4's ``profile()``): columns ``parameter``, ``value``,
+        ``zeta``, from ζ = −ζ_max to ζ_max (lme4's ``alphamax = 0.01``), ``npoints`` each side."""
+        return self._profiler().traces(parm, npoints)
+
     # --- summary -----------------------------------------------------------
     def summary(self) -> str:
         """A table like lme4's ``summary()``."""
