@@ -294,6 +294,21 @@ class LMMResults:
         ``zeta``, from ζ = −ζ_max to ζ_max (lme4's ``alphamax = 0.01``), ``npoints`` each side."""
         return self._profiler().traces(parm, npoints)
 
+    def simulate(self, n: int = 1, seed=None) -> np.ndarray:
+        """``n`` responses simulated from the fitted model, one column each (lme4's ``simulate``)."""
+        from .inference.bootstrap import simulate
+
+        return simulate(self, n, seed)
+
+    def bootstrap(self, n: int = 1000, seed=None, n_jobs: int = 1, statistic=None, statistic_names=None,
+                  progress: bool | None = None):
+        """Parametric bootstrap (lme4's ``bootMer``): ``n`` refits to simulated responses, warm-started,
+        on the fit's own design; see :func:`sparselmm.inference.bootstrap.bootstrap`. Returns a
+        :class:`~sparselmm.inference.bootstrap.BootstrapResult` (``replicates``, ``se``, ``confint``)."""
+        from .inference.bootstrap import bootstrap
+
+        return bootstrap(self, n, seed, n_jobs, statistic, statistic_names, progress)
+
     # --- summary -----------------------------------------------------------
     def summary(self) -> str:
         """A table like lme4's ``summary()``."""

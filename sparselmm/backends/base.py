@@ -90,6 +90,21 @@ class ProfiledBackend:
     def p(self) -> int:
         return self.cp.XtX.shape[0]
 
+    def set_response(self, Zty: np.ndarray, Xty: np.ndarray, yty: float, beta_shift: np.ndarray) -> None:
+        """Another response on the same design (a bootstrap replicate): Z'y, X'y, y'y of y − X·beta_shift
+        replace the stored ones in place; Z, Z'Z, Z'X and the symbolic analysis stay."""
+        self.cp.ZtXy[:, -1] = Zty
+        self.cp.Xty[:] = Xty
+        object.__setattr__(self.cp, "yty", float(yty))
+        object.__setattr__(self.cp, "beta_shift", np.asarray(beta_shift, dtype=float))
+        self._G[:-1, -1] = self._G[-1, :-1] = Xty
+        self._G[-1, -1] = yty
+        self._load_response()
+        self._theta = self._sums = None
+
+    def _load_response(self) -> None:
+        """Backends that keep their own copy of Z'y refresh it here."""
+
     def _factor(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         raise NotImplementedError
 

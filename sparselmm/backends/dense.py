@@ -110,6 +110,9 @@ class DenseBackend(ProfiledBackend):
         self._size = int(sizes[0]) if sizes.min() == sizes.max() else 0  # equal groups: kernels for the size
         self._info = None
 
+    def _load_response(self) -> None:
+        self._ztxy[:, -1] = self.cp.ZtXy[self._order, -1]
+
     @property
     def ngroups(self) -> int:
         return len(self._gptr) - 1

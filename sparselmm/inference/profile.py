@@ -57,6 +57,20 @@ def varpar_names(layout) -> list[str]:
     return names + ["sigma"]
 
 
+def varpar(layout, theta, sigma) -> np.ndarray:
+    """lme4's sd/cor parameters (σ T_k T_k' of each term, θ's order), then σ."""
+    out = []
+    for term, T in zip(layout.terms, layout.T(theta)):
+        S = sigma ** 2 * T @ T.T
+        sd = np.sqrt(np.diag(S))
+        idx = term.theta_index()
+        for j in range(term.p):
+            for i in range(j, term.p):
+                if idx[i, j] >= 0:
+                    out.append(sd[i] if i == j else S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan)
+    return np.array(out + [sigma])
+
+
 class Profiler:
     """Constrained ML fits of one model (see the module docstring)."""
 
@@ -77,16 +91,7 @@ class Profiler:
 
     # --- the parameterization ------------------------------------------------
     def to_varpar(self, theta, sigma) -> np.ndarray:
-        out = []
-        for term, T in zip(self.layout.terms, self.layout.T(theta)):
-            S = sigma ** 2 * T @ T.T
-            sd = np.sqrt(np.diag(S))
-            idx = term.theta_index()
-            for j in range(term.p):
-                for i in range(j, term.p):
-                    if idx[i, j] >= 0:
-                        out.append(sd[i] if i == j else S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0)
-        return np.array(out + [sigma])
+        return varpar(self.layout, theta, sigma)
 
     def to_theta(self, phi) -> tuple[np.ndarray, float]:
         sigma = phi[-1]
