@@ -32,8 +32,16 @@ def inference_ref(model_id: str, kind: str) -> dict:
     return json.loads((DATA / f"{model_id}_{kind}.inference.json").read_text())
 
 
+_FITS: dict = {}
+
+
 def fitted(case: str, model_id: str, kind: str):
-    return reference_fit(case, model_id, kind)[2]
+    """Fits of our own (inference evaluates the backend at other θ: the shared reference fits count
+    their factorizations)."""
+    if (model_id, kind) not in _FITS:
+        ref, data, _ = reference_fit(case, model_id, kind)
+        _FITS[model_id, kind] = sparselmm.fit(ref["formula"], data, reml=kind == "reml")
+    return _FITS[model_id, kind]
 
 
 def params(case_list, kinds=("reml", "ml"), need=None):
@@ -164,8 +172,8 @@ def test_wald_intervals(case, model_id, kind):
     lme4_theta = np.array([theta[name] for name in result.theta.index])
     at_lme4 = LMMResults(result.model, replace(result.optinfo, theta=lme4_theta), 0.0)
     # InstEval's levels are in string order here, not lme4's original order, which moved lme4's own
-    # optimum by ~2e-6 (tests/data README): its β̂ at the same θ differs by that much
-    for res, tol in ((at_lme4, 2e-6 if case == "insteval" else 1e-6), (result, 1e-5)):
+    # optimum by ~2e-6 (tests/data README): its β̂ at the same θ differs by ~3e-7 absolute
+    for res, tol in ((at_lme4, 5e-6 if case == "insteval" else 1e-6), (result, 1e-5)):
         ci = res.confint(method="wald", level=ref["level"])
         for name, row in ref["wald"].items():
             assert rel(ci.loc[name].iloc[0], row["lower"]) < tol
