@@ -9,6 +9,7 @@ Each stage can be called on its own, as in lme4's modular interface:
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 
@@ -73,6 +74,16 @@ class LinearMixedModel:
         model.data = None
         model.options = {"missing": "drop", "backend": backend, "max_memory": max_memory}
         return model
+
+    def with_criterion(self, reml: bool) -> LinearMixedModel:
+        """The same model fitted by the other criterion: frame and crossproducts shared (read only),
+        a backend of its own (lme4's ``refitML`` without rebuilding Z'Z)."""
+        other = copy.copy(self)
+        other.reml = reml
+        other.backend = make_backend(self.layout, self.crossprod, reml, self.backend.name, None,
+                                     self.options["max_memory"])
+        other.setup_seconds = 0.0
+        return other
 
     def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start):
         self.formula = formula

@@ -63,24 +63,20 @@ def p_close(p, ref):
     return rel(p, ref) < 2e-3 or abs(np.log(p) / np.log(ref) - 1) < 1e-3
 
 
-@pytest.mark.parametrize("case,model_id,kind", params(CASES, ("reml",), "satterthwaite"))
-def test_satterthwaite_table(case, model_id, kind):
-    ref = inference_ref(model_id, kind)["satterthwaite"]
-    tab = fitted(case, model_id, kind).coef_table("satterthwaite")
+COEF_TABLES = [pytest.param(case, mid, kind, ddf, key, id=f"{mid}-{ddf}")
+               for ddf, key in (("satterthwaite", "satterthwaite"), ("kenward-roger", "kenward_roger"))
+               for case, mid, kind in (p.values for p in params(CASES, ("reml",), key))]
+
+
+@pytest.mark.parametrize("case,model_id,kind,ddf,key", COEF_TABLES)
+def test_coef_table(case, model_id, kind, ddf, key):
+    """lmerTest's summary table with Satterthwaite or Kenward–Roger df (pbkrtest's adjusted SEs)."""
+    ref = inference_ref(model_id, kind)[key]
+    tab = fitted(case, model_id, kind).coef_table(ddf)
     for name, row in ref.items():
         assert rel(tab.loc[name, "df"], row["df"]) < 1e-3
         assert rel(tab.loc[name, "Std. Error"], row["se"]) < 1e-4
         assert rel(tab.loc[name, "t value"], row["t"]) < 1e-4
-        assert p_close(tab.loc[name, "Pr(>|t|)"], row["p"])
-
-
-@pytest.mark.parametrize("case,model_id,kind", params(CASES, ("reml",), "kenward_roger"))
-def test_kenward_roger_table(case, model_id, kind):
-    ref = inference_ref(model_id, kind)["kenward_roger"]
-    tab = fitted(case, model_id, kind).coef_table("kenward-roger")
-    for name, row in ref.items():
-        assert rel(tab.loc[name, "df"], row["df"]) < 1e-3
-        assert rel(tab.loc[name, "Std. Error"], row["se"]) < 1e-4
         assert p_close(tab.loc[name, "Pr(>|t|)"], row["p"])
 
 

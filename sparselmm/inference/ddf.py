@@ -80,6 +80,20 @@ def profiled_hessian(backend, theta: np.ndarray, lower: np.ndarray, even: np.nda
     return (H + H.T) / 2
 
 
+def unprofiled_hessian(Hf: np.ndarray, g: np.ndarray, pwrss: float, nu: float, sigma: float) -> np.ndarray:
+    """∇² in (θ, σ) of d = log|A| [+ log|RX|²] + r²/σ² + ν log 2πσ² (β profiled), from the Hessian
+    ``Hf`` of the objective with σ profiled out and g = ∂r²/∂θ; the θθ block is exact at σ² = r²/ν:
+
+        H_θθ = Hf + g g'/(ν σ⁴),   H_θσ = −2 g/σ³,   H_σσ = 6 r²/σ⁴ − 2ν/σ²  (= 4ν/σ² at σ̂).
+    """
+    nt = g.size
+    H = np.empty((nt + 1, nt + 1))
+    H[:nt, :nt] = Hf + np.outer(g, g) / (nu * sigma ** 4)
+    H[:nt, nt] = H[nt, :nt] = -2 * g / sigma ** 3
+    H[nt, nt] = 6 * pwrss / sigma ** 4 - 2 * nu / sigma ** 2
+    return H
+
+
 @dataclass(frozen=True)
 class ContrastTest:
     """One test of H₀: Lβ = 0. ``estimate`` and ``se`` are given for a single row."""
@@ -134,12 +148,7 @@ class Satterthwaite:
         beta_e = sol.beta - model.crossprod.beta_shift
         _, g, D = backend._gradient_pieces(theta, beta_e, sol.u)
         Hf = profiled_hessian(backend, theta, layout.lower_bounds, layout.even)
-        nt = theta.size
-        H = np.empty((nt + 1, nt + 1))
-        H[:nt, :nt] = Hf + np.outer(g, g) / (nu * sigma ** 4)
-        H[:nt, nt] = H[nt, :nt] = -2 * g / sigma ** 3
-        H[nt, nt] = 4 * nu / sigma ** 2
-        self.hessian = H
+        self.hessian = H = unprofiled_hessian(Hf, g, sol.pwrss, nu, sigma)
         self.A = 2 * np.linalg.pinv(H)
         S = D + D.transpose(0, 2, 1)
         self.jacobian = np.concatenate([result.scale * self.Minv @ S @ self.Minv,

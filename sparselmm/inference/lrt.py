@@ -40,18 +40,7 @@ def refit_ml(result):
         return result
     cache = result.__dict__.setdefault("_refits", {})
     if "ml" not in cache:
-        from ..model import LinearMixedModel  # noqa: PLC0415
-
-        model = result.model
-        ml = LinearMixedModel.__new__(LinearMixedModel)
-        ml.formula, ml.reml, ml.frame, ml.layout = model.formula, False, model.frame, model.layout
-        ml.crossprod, ml.data, ml.options = model.crossprod, model.data, model.options
-        from ..backends import make_backend  # noqa: PLC0415
-
-        ml.backend = make_backend(model.layout, model.crossprod, False, model.backend.name, None,
-                                  model.options["max_memory"])
-        ml.setup_seconds = 0.0
-        cache["ml"] = ml.fit(theta0=result.theta.to_numpy())
+        cache["ml"] = result.model.with_criterion(reml=False).fit(theta0=result.theta.to_numpy())
     return cache["ml"]
 
 
@@ -105,6 +94,17 @@ def _reductions(frame):
 RANOVA_COLUMNS = ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"]
 
 
+def _lrt_table(rows: dict) -> pd.DataFrame:
+    """``{label: (npar, logLik)}``, the full model labelled ``<none>``: each reduced model against it."""
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["npar", "logLik"])
+    out["AIC"] = -2 * out["logLik"] + 2 * out["npar"]
+    npar, llf = rows["<none>"]
+    out["LRT"] = np.where(out.index == "<none>", np.nan, 2 * (llf - out["logLik"]))
+    out["Df"] = np.where(out.index == "<none>", np.nan, npar - out["npar"])
+    out["Pr(>Chisq)"] = stats.chi2.sf(out["LRT"], out["Df"])
+    return out[RANOVA_COLUMNS]
+
+
 def ranova(result) -> pd.DataFrame:
     """lmerTest's ``ranova``: each random term reduced or removed, refitted with the same criterion,
     compared with the model by a likelihood-ratio test."""
@@ -117,13 +117,7 @@ def ranova(result) -> pd.DataFrame:
         else:
             fit = LinearModelFit(frame.y, frame.X, result.reml)
         rows[label] = (fit.df_modelwise, fit.llf)
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=["npar", "logLik"])
-    out["AIC"] = -2 * out["logLik"] + 2 * out["npar"]
-    full = rows["<none>"]
-    out["LRT"] = np.where(out.index == "<none>", np.nan, 2 * (full[1] - out["logLik"]))
-    out["Df"] = np.where(out.index == "<none>", np.nan, full[0] - out["npar"])
-    out["Pr(>Chisq)"] = stats.chi2.sf(out["LRT"], out["Df"])
-    return out[RANOVA_COLUMNS]
+    return _lrt_table(rows)
 
 
 def drop1(result) -> pd.DataFrame:
@@ -143,12 +137,7 @@ def drop1(result) -> pd.DataFrame:
         formula = f"{frame.formula.response} ~ {fixed} + " + " + ".join(_term_label(rt) for rt in frame.formula.random)
         fit = _refit(result, formula, reml=False)
         rows[name] = (fit.df_modelwise, fit.llf)
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=["npar", "logLik"])
-    out["AIC"] = -2 * out["logLik"] + 2 * out["npar"]
-    out["LRT"] = np.where(out.index == "<none>", np.nan, 2 * (full.llf - out["logLik"]))
-    out["Df"] = np.where(out.index == "<none>", np.nan, full.df_modelwise - out["npar"])
-    out["Pr(>Chisq)"] = stats.chi2.sf(out["LRT"], out["Df"])
-    return out[RANOVA_COLUMNS]
+    return _lrt_table(rows)
 
 
 ANOVA_COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]

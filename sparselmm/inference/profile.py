@@ -29,12 +29,14 @@ interpolated, so they are exact to the optimizer's tolerance.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
 from ..driver import newton
-from .ddf import profiled_hessian
+from .ddf import profiled_hessian, unprofiled_hessian
 from .lrt import refit_ml
 
 #: lme4's default ``alphamax``: traces extend to ζ = √χ²_{1−α}(number of parameters).
@@ -87,7 +89,6 @@ class Profiler:
         self.names = varpar_names(self.layout) + list(fit.fe_params.index)
         self.nvar = self.layout.ntheta + 1
         self.phi_hat = self.to_varpar(self.theta_hat, self.sigma_hat)
-        self._se = None
 
     # --- the parameterization ------------------------------------------------
     def to_varpar(self, theta, sigma) -> np.ndarray:
@@ -161,23 +162,15 @@ class Profiler:
         g = b._gradient_pieces(theta, beta - self.shift, b._spherical(theta))[1]
         Hf = (profiled_hessian(b, theta, self.layout.lower_bounds, self.layout.even) if exact
               else b.approximate_hessian(theta))
-        nt, n = theta.size, self.n
-        H = np.empty((nt + 1, nt + 1))
-        H[:nt, :nt] = Hf + np.outer(g, g) / (n * sigma ** 4)
-        H[:nt, nt] = H[nt, :nt] = -2 * g / sigma ** 3
-        H[nt, nt] = 6 * pwrss / sigma ** 4 - 2 * n / sigma ** 2
-        return H
+        return unprofiled_hessian(Hf, g, pwrss, self.n, sigma)
 
-    @property
+    @cached_property
     def se(self) -> np.ndarray:
         """Approximate standard errors of every parameter from the exact Hessian at the optimum."""
-        if self._se is None:
-            J = self._jacobian(self.phi_hat)
-            H = J.T @ self.deviance_hessian(self.theta_hat, self.sigma_hat, exact=True) @ J
-            se_var = np.sqrt(np.abs(np.diag(2 * np.linalg.pinv(H))))
-            se_fixed = np.sqrt(np.diag(self.fit.cov_fe.to_numpy()))
-            self._se = np.append(se_var, se_fixed)
-        return self._se
+        J = self._jacobian(self.phi_hat)
+        H = J.T @ self.deviance_hessian(self.theta_hat, self.sigma_hat, exact=True) @ J
+        se_var = np.sqrt(np.abs(np.diag(2 * np.linalg.pinv(H))))
+        return np.append(se_var, np.sqrt(np.diag(self.fit.cov_fe.to_numpy())))
 
     # --- constrained fits ------------------------------------------------------
     def _fit_varpar(self, k: int, x: float, start: np.ndarray) -> tuple[float, np.ndarray]:
