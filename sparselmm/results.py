@@ -32,6 +32,9 @@ class LMMResults:
         self.optinfo = opt
         self.fit_seconds = fit_seconds
         self._sol = model.backend.solution(opt.theta)
+        #: Numeric factorizations of A(θ) during the fit (objective, gradient and EM share them);
+        #: inference after the fit does not count.
+        self.nfactor: int = model.backend.nfactor
 
     # --- the optimization --------------------------------------------------
     @property
@@ -43,11 +46,6 @@ class LMMResults:
     def ngrad(self) -> int:
         """Gradient evaluations used by the optimizer."""
         return self.optinfo.ngrad
-
-    @property
-    def nfactor(self) -> int:
-        """Numeric factorizations of A(θ) during the fit (objective, gradient and EM share them)."""
-        return self.model.backend.nfactor
 
     @property
     def converged(self) -> bool:
@@ -309,42 +307,33 @@ class LMMResults:
 
         return bootstrap(self, n, seed, n_jobs, statistic, statistic_names, progress)
 
-    # --- summary -----------------------------------------------------------
-    def summary(self) -> str:
-        """A table like lme4's ``summary()``."""
-        kind = "REML" if self.reml else "maximum likelihood"
-        crit = "REML criterion" if self.reml else "Deviance (-2 log L)"
-        lines = [
-            f"Linear mixed model fit by {kind} (sparselmm)",
-            f"Formula: {self.model.formula}",
-            "",
-            f"{'AIC':>10} {'BIC':>10} {'logLik':>10}   {crit}: {self.objective:.4f}",
-            f"{self.aic:10.1f} {self.bic:10.1f} {self.llf:10.1f}",
-            "",
-            "Random effects:",
-        ]
-        vc = self.varcorr
-        table = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
-        for _, row in vc[vc.var2.isna()].iterrows():
-            corrs = vc[(vc.grp == row.grp) & (vc.var2 == row.var1)]
-            corr = " ".join(f"{c:5.2f}" for c in corrs.sdcor) if len(corrs) else ""
-            table.append((row.grp, row.var1 if isinstance(row.var1, str) else "", f"{row.vcov:.6g}", f"{row.sdcor:.5g}", corr))
-        widths = [max(len(r[i]) for r in table) for i in range(5)]
-        for r in table:
-            lines.append(" " + " ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-        groups = ", ".join(f"{t.group}, {t.nlevels}" for t in self.model.layout.terms)
-        lines += [f"Number of obs: {self.nobs}, groups:  {groups}", "", "Fixed effects:"]
-        fe = pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.bse_fe,
-                           "t value": self.fe_params / self.bse_fe})
-        lines.append(fe.to_string(float_format=lambda v: f"{v:.6g}"))
-        status = "converged" if self.converged else "NOT converged"
-        o = self.optinfo
-        steps = "step" if o.nem == 1 else "steps"
-        lines += ["", f"Optimizer: {o.method} ({o.nem} EM {steps}, {o.nfev} objective and {o.ngrad} gradient "
-                  f"evaluations, {self.nfactor} factorizations), {status}"
-                  f"{', singular fit' if self.singular else ''}; |projected gradient| {o.pgnorm:.1e}; "
-                  f"fit time {self.fit_seconds:.3f} s"]
-        return "\n".join(lines)
+    # --- reporting (sparselmm.report) ---------------------------------------
+    def summary(self, ddf: str | None = "satterthwaite"):
+        """lmerTest's ``summary()``: a :class:`~sparselmm.report.Summary` (prints as text, shows as
+        HTML in notebooks) whose fixed-effect table has ``ddf`` df and p-values (``None``: lme4's
+        table, estimate, SE and t only)."""
+        from .report import Summary
+
+        return Summary(self, ddf)
+
+    def to_dict(self, ddf: str | None = "satterthwaite", anova: bool = True, confint: str | None = "wald",
+                level: float = 0.95, ranova: bool = False, **bootstrap) -> dict:
+        """Everything as plain values for JSON: the fit (criterion, AIC, BIC, convergence), β, θ, σ,
+        VarCorr, the covariance of β, the coefficient table and type 3 anova with ``ddf``, intervals
+        by ``confint`` (``"wald"``, ``"profile"``, ``"boot"``; ``bootstrap`` keywords go to
+        :meth:`bootstrap`) and, with ``ranova=True``, the tests of the random terms."""
+        from .report import to_dict
+
+        return to_dict(self, ddf, anova, confint, level, ranova, **bootstrap)
+
+    def to_json(self, path=None, **kwargs) -> str:
+        """:meth:`to_dict` as JSON text (written to ``path`` when given)."""
+        from .report import to_json
+
+        return to_json(self, path, **kwargs)
 
     def __repr__(self) -> str:
-        return self.summary()
+        return str(self.summary(ddf=None))
+
+    def _repr_html_(self) -> str:
+        return self.summary(ddf=None).as_html()

@@ -160,4 +160,4 @@ def test_non_convergence_is_reported():
         result = model.fit(maxiter=1)
     assert not result.converged
     assert any(issubclass(w.category, sparselmm.ConvergenceWarning) for w in caught)
-    assert "NOT converged" in result.summary()
+    assert "NOT converged" in str(result.summary())

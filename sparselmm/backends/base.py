@@ -294,9 +294,10 @@ class ProfiledBackend:
         z = self._forward(np.ascontiguousarray(layout.lambda_t_times(theta, ztw)))
         return c.T @ ztw - z.T @ z, cp.ZtX.T @ c - C[:, :p].T @ z, ztr @ c
 
-    def _gradient_pieces(self, theta, beta, u):
+    def _gradient_pieces(self, theta, beta, u, traces: bool = True):
         """The three sums of the gradient, for every θ_j (Λ_j = ∂Λ/∂θ_j), with
-        β in the coordinates of the stored (shifted) response:
+        β in the coordinates of the stored (shifted) response (``tr`` is None
+        when ``traces`` is false: the other two are cheap):
 
         * ``tr[j] = tr(A⁻¹ Λ'Z'Z Λ_j)``                 (half of ∂log|A|/∂θ_j)
         * ``r2[j] = −2 (Z'y − Z'Xβ − Z'ZΛu)' Λ_j u``       (∂r²/∂θ_j at fixed β)
@@ -318,7 +319,7 @@ class ProfiledBackend:
             ca, cb = layout.theta_columns(j)
             r2[j] = -2.0 * res[ca] @ u[cb]
             D[j] = B[ca].T @ MX[cb]
-        return self._trace_terms(theta, Lam), r2, D
+        return (self._trace_terms(theta, Lam) if traces else None), r2, D
 
     def _trace_terms(self, theta, Lam) -> np.ndarray:
         """tr(A⁻¹ Λ'Z'Z Λ_j) for every θ_j.

@@ -149,8 +149,9 @@ class DenseBackend(ProfiledBackend):
             self._info = (self._theta, out[3:])
         return out
 
-    def _gradient_pieces(self, theta, beta, u):
-        """The gradient sums from the per-group kernel; at β̂ the average information's as well."""
+    def _gradient_pieces(self, theta, beta, u, traces: bool = True):
+        """The gradient sums from the per-group kernel (traces always: they come with the rest);
+        at β̂ the average information's as well."""
         at_hat = np.array_equal(beta, self._update(theta)[3] - self.cp.beta_shift)
         return self._derivatives(theta, beta, u, at_hat)[:3]
 

@@ -76,7 +76,7 @@ def profiled_hessian(backend, theta: np.ndarray, lower: np.ndarray, even: np.nda
             H[:, j] = (backend.gradient(theta + e) - backend.gradient(theta)) / h
         else:
             H[:, j] = (backend.gradient(theta + e) - backend.gradient(theta - e)) / (2 * h)
-    backend.gradient(theta)  # leave the backend at the estimate
+    backend.objective(theta)  # leave the backend's factor at the estimate
     return (H + H.T) / 2
 
 
@@ -146,7 +146,7 @@ class Satterthwaite:
         sigma = result.sigma
         nu = model.crossprod.n - (backend.p if result.reml else 0)
         beta_e = sol.beta - model.crossprod.beta_shift
-        _, g, D = backend._gradient_pieces(theta, beta_e, sol.u)
+        _, g, D = backend._gradient_pieces(theta, beta_e, sol.u, traces=False)
         Hf = profiled_hessian(backend, theta, layout.lower_bounds, layout.even)
         self.hessian = H = unprofiled_hessian(Hf, g, sol.pwrss, nu, sigma)
         self.A = 2 * np.linalg.pinv(H)

@@ -159,7 +159,7 @@ class Profiler:
         gradient; else the average information), exact at σ̂(θ)."""
         b = self.backend
         _, pwrss, beta = self._pieces(theta)
-        g = b._gradient_pieces(theta, beta - self.shift, b._spherical(theta))[1]
+        g = b._gradient_pieces(theta, beta - self.shift, b._spherical(theta), traces=False)[1]
         Hf = (profiled_hessian(b, theta, self.layout.lower_bounds, self.layout.even) if exact
               else b.approximate_hessian(theta))
         return unprofiled_hessian(Hf, g, pwrss, self.n, sigma)
