@@ -201,6 +201,154 @@ def test_qq_random_effects(sleep, pen, tmp_path):
                                   np.sort(pen.random_effects["plate"]["(Intercept)"].to_numpy()))
 
 
+# --- profile ζ ----------------------------------------------------------------
+PROFILE_PARMS = ["sd_(Intercept)|Subject", "sigma", "(Intercept)", "Days"]
+
+
+@pytest.fixture(scope="module")
+def ri():
+    """Random intercept only: its profile is quick (and, unlike the correlated model's, computes)."""
+    data = pd.read_csv(DATA / "sleepstudy.csv", dtype={"Subject": str})
+    return sparselmm.fit("Reaction ~ 1 + Days + (1|Subject)", data)
+
+
+@pytest.fixture(scope="module")
+def ri_traces(ri):
+    return ri.profile()
+
+
+def gid_lines(ax, gid):
+    return [line for line in ax.lines if line.get_gid() == gid]
+
+
+def trace_xy(ax):
+    (line,) = gid_lines(ax, "trace")
+    return np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+
+
+def interval_segments(ax) -> np.ndarray:
+    """(x, y end) of each vertical interval segment, which starts at ζ = 0."""
+    out = []
+    for line in gid_lines(ax, "interval"):
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        assert x[0] == x[1] and y[0] == 0
+        out.append((x[0], y[1]))
+    return np.array(out)
+
+
+def reference_levels(ax) -> np.ndarray:
+    ys = [line.get_ydata() for line in gid_lines(ax, "reference")]
+    assert all(y[0] == y[1] for y in ys)  # horizontal
+    return np.sort([y[0] for y in ys])
+
+
+def test_profile_zeta_from_result(ri, ri_traces, tmp_path):
+    fig = plots.profile_zeta(ri)
+    check_png(fig, tmp_path / "profile.png")
+    axes = panels(fig)
+    assert list(axes) == PROFILE_PARMS
+    ci = ri.confint(method="profile")
+    z = norm.ppf(0.975)
+    for name, ax in axes.items():
+        trace = ri_traces[ri_traces.parameter == name].sort_values("value")
+        x, y = trace_xy(ax)
+        assert len(x) == 2 * 8 + 1
+        np.testing.assert_allclose(x, trace.value.to_numpy(), rtol=1e-8)
+        np.testing.assert_allclose(y, trace.zeta.to_numpy(), rtol=1e-6, atol=1e-8)
+        assert np.all(np.diff(x) > 0) and np.all(np.diff(y) > 0)
+        np.testing.assert_allclose(reference_levels(ax), [-z, z], rtol=1e-12)
+        assert any(np.array_equal(line.get_ydata(), [0, 0]) for line in ax.lines if line.get_gid() is None)
+        ends = interval_segments(ax)
+        np.testing.assert_allclose(ends[:, 0], ci.loc[name].to_numpy(), rtol=1e-7)
+        np.testing.assert_allclose(ends[:, 1], [-z, z], rtol=1e-12)
+        # the ends are where the trace crosses ±z
+        assert np.interp(ends[:, 0], x, y) == pytest.approx([-z, z], abs=0.02)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["ζ", "", "ζ", ""]  # 2 × 2, y shared
+
+
+def test_profile_zeta_lme4_levels(ri):
+    fig = plots.profile_zeta(ri, parm=["sigma", "Days"], levels=plots.LME4_LEVELS, npoints=3)
+    axes = panels(fig)
+    assert list(axes) == ["sigma", "Days"]
+    zs = norm.ppf(0.5 + np.array(plots.LME4_LEVELS) / 2)
+    np.testing.assert_allclose(zs[[0, 3]], [0.6744898, Z95], rtol=1e-6)
+    for name, ax in axes.items():
+        assert len(trace_xy(ax)[0]) == 2 * 3 + 1
+        np.testing.assert_allclose(reference_levels(ax), np.sort(np.concatenate([-zs, zs])), rtol=1e-12)
+        ends = interval_segments(ax).reshape(len(zs), 2, 2)  # level, (lower, upper), (x, y)
+        np.testing.assert_allclose(ends[:, :, 1], np.column_stack([-zs, zs]), rtol=1e-12)
+        for level, (lower, upper) in zip(plots.LME4_LEVELS, ends):
+            ci = ri.confint(parm=[name], level=level, method="profile")
+            np.testing.assert_allclose([lower[0], upper[0]], ci.loc[name].to_numpy(), rtol=1e-7)
+        assert np.all(np.diff(ends[:, 0, 0]) < 0) and np.all(np.diff(ends[:, 1, 0]) > 0)  # nested
+
+
+def test_profile_zeta_from_traces_absolute(ri, ri_traces, tmp_path):
+    fig = plots.profile_zeta(ri_traces, absolute=True)
+    check_png(fig, tmp_path / "absolute.png")
+    axes = panels(fig)
+    assert list(axes) == list(pd.unique(ri_traces.parameter))  # the DataFrame's order
+    ci = ri.confint(method="profile")
+    for name, ax in axes.items():
+        trace = ri_traces[ri_traces.parameter == name].sort_values("value")
+        x, y = trace_xy(ax)
+        np.testing.assert_array_equal(x, trace.value.to_numpy())
+        np.testing.assert_array_equal(y, np.abs(trace.zeta.to_numpy()))
+        np.testing.assert_allclose(reference_levels(ax), [norm.ppf(0.975)], rtol=1e-12)
+        assert not [line for line in ax.lines if line.get_gid() is None]  # no line at ζ = 0
+        ends = interval_segments(ax)
+        np.testing.assert_allclose(ends[:, 1], [Z95, Z95], rtol=1e-6)
+        # interpolated along the trace: close to the exact roots
+        np.testing.assert_allclose(ends[:, 0], ci.loc[name].to_numpy(), rtol=1e-4)
+        assert ax.get_ylabel() in ("|ζ|", "")
+    only = plots.profile_zeta(ri_traces, parm="Days")
+    assert [ax.get_title() for ax in only.axes] == ["Days"]
+
+
+def test_profile_zeta_traces_interpolated():
+    """A linear trace: the ends are exact; an end the trace does not reach is not drawn."""
+    zeta = np.linspace(-1.0, 3.0, 9)
+    traces = pd.DataFrame({"parameter": "a", "value": 2.0 + 0.5 * zeta, "zeta": zeta})
+    fig = plots.profile_zeta(traces.iloc[::-1], levels=[0.5, 0.95])  # any row order
+    (ax,) = fig.axes
+    x, y = trace_xy(ax)
+    np.testing.assert_array_equal(x, traces.value.to_numpy())
+    np.testing.assert_array_equal(y, zeta)
+    z50, z95 = norm.ppf([0.75, 0.975])
+    np.testing.assert_allclose(interval_segments(ax), [[2 - 0.5 * z50, -z50], [2 + 0.5 * z50, z50],
+                                                       [2 + 0.5 * z95, z95]], rtol=1e-12)
+
+
+def test_profile_zeta_into_figure(ri_traces):
+    fig = Figure()
+    assert plots.profile_zeta(ri_traces, ncols=4, fig=fig) is fig
+    assert len(fig.axes) == 4 and fig.axes[0].get_subplotspec().get_geometry()[:2] == (1, 4)
+    three = plots.profile_zeta(ri_traces, parm=PROFILE_PARMS[:3], ncols=2)
+    assert len(three.axes) == 3  # the fourth cell of the 2 × 2 grid is removed
+
+
+@pytest.mark.parametrize("source, kwargs, error, match", [
+    ("traces", {"parm": "Nope"}, ValueError, r"parm='Nope'.*Nope.*'Days'"),
+    ("result", {"parm": ["sigma", "Nope"]}, ValueError, r"\['Nope'\].*sd_\(Intercept\)\|Subject"),
+    ("result", {"parm": []}, ValueError, "parm"),
+    ("traces", {"levels": 0.0}, ValueError, "levels"),
+    ("traces", {"levels": [0.95, 1.0]}, ValueError, "levels"),
+    ("traces", {"levels": []}, ValueError, "levels"),
+    ("traces", {"ncols": 0}, ValueError, "ncols"),
+    ("result", {"npoints": 0}, ValueError, "npoints"),
+    ("no_zeta", {}, ValueError, r"columns \['parameter', 'value', 'zeta'\].*missing \['zeta'\]"),
+    ("text_zeta", {}, ValueError, "'zeta' must be numeric"),
+    ("empty", {}, ValueError, "empty"),
+    ("array", {}, TypeError, "LMMResults.*DataFrame.*not ndarray"),
+])
+def test_profile_zeta_bad_input(ri, ri_traces, source, kwargs, error, match):
+    inputs = {"traces": ri_traces, "result": ri, "no_zeta": ri_traces.drop(columns="zeta"),
+              "text_zeta": ri_traces.assign(zeta=ri_traces.zeta.astype(str)),
+              "empty": ri_traces.iloc[:0], "array": ri_traces[["value", "zeta"]].to_numpy()}
+    with pytest.raises(error, match=match):
+        plots.profile_zeta(inputs[source], **kwargs)
+
+
 # --- arguments ---------------------------------------------------------------
 @pytest.mark.parametrize("plot", [plots.caterpillar, plots.qq_random_effects])
 def test_unknown_group(sleep, plot):
