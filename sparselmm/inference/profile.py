@@ -246,14 +246,16 @@ class Profiler:
         if fwd is np.arctanh:
             step /= max(1 - xhat ** 2, 1e-6)
         step = np.sign(target) * max(step, 1e-3)
-        warm = {}
+        warm, seen = {}, {}
 
         def g(u):
-            x = back(u)
-            near = min(warm, key=lambda v: abs(v - u)) if warm else None
-            z, opt = self.zeta(name, x, warm[near] if near is not None else None)
-            warm[u] = opt
-            return z - target
+            # each point once: ζ from another warm start may differ in the last digits, and
+            # brentq must see the bracket's ends with the signs that made the bracket
+            if u not in seen:
+                near = min(warm, key=lambda v: abs(v - u)) if warm else None
+                z, warm[u] = self.zeta(name, back(u), warm[near] if near is not None else None)
+                seen[u] = z - target
+            return seen[u]
 
         a, ga = u0, -target
         b = u0 + step
