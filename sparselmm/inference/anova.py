@@ -106,7 +106,8 @@ def anova_table(result, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFra
     rows = {}
     for name, L in contrasts.items():
         t = tester.test(L)
-        ms = t.F * result.scale
+        # lmerTest: Mean Sq = F σ̂² with Kenward–Roger's F before its scaling (pbkrtest's FtestU)
+        ms = (t.F if t.F_unscaled is None else t.F_unscaled) * result.scale
         rows[name] = (ms * t.num_df, ms, t.num_df, t.den_df, t.F, t.p)
     return pd.DataFrame.from_dict(rows, orient="index", columns=ANOVA_COLUMNS)
 

@@ -96,7 +96,9 @@ def unprofiled_hessian(Hf: np.ndarray, g: np.ndarray, pwrss: float, nu: float, s
 
 @dataclass(frozen=True)
 class ContrastTest:
-    """One test of H₀: Lβ = 0. ``estimate`` and ``se`` are given for a single row."""
+    """One test of H₀: Lβ = 0. ``estimate`` and ``se`` are given for a single row. ``F_unscaled``:
+    Kenward–Roger's F before its scaling (pbkrtest's ``FtestU``, from which lmerTest computes Sum Sq
+    and Mean Sq); None where F is not scaled."""
 
     estimate: float | None
     se: float | None
@@ -104,6 +106,7 @@ class ContrastTest:
     den_df: float
     F: float
     p: float
+    F_unscaled: float | None = None
 
     @property
     def t(self) -> float:
@@ -276,7 +279,7 @@ class KenwardRoger:
         ratio = 1.0 if abs(x) < 1e-14 and abs(V1) < 1e-14 else x / V1  # pbkrtest's .divZero
         rho = ratio ** 2 * V0 / V2 / q
         df2 = 4 + (q + 2) / (q * rho - 1)
-        scaling = 1.0 if abs(df2 - 4) < 1e-2 else df2 * (1 - A2 / q) / (df2 - 2)
+        scaling = 1.0 if abs(df2 - 2) < 1e-2 else df2 * (1 - A2 / q) / (df2 - 2)
         return float(df2), float(scaling), float(A2)
 
     def test(self, L) -> ContrastTest:
@@ -291,8 +294,9 @@ class KenwardRoger:
             return ContrastTest(float(Lb[0]), float(np.sqrt(var)), 1, df2, t * t,
                                 float(2 * stats.t.sf(abs(t), df2)))
         q = L.shape[0]
-        F = scaling * float(Lb @ np.linalg.solve(L @ self.PhiA @ L.T, Lb)) / q
-        return ContrastTest(None, None, q, df2, F, float(stats.f.sf(F, q, df2)))
+        F_unscaled = float(Lb @ np.linalg.solve(L @ self.PhiA @ L.T, Lb)) / q
+        F = scaling * F_unscaled
+        return ContrastTest(None, None, q, df2, F, float(stats.f.sf(F, q, df2)), F_unscaled)
 
 
 class Asymptotic:
