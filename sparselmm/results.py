@@ -232,7 +232,8 @@ class LMMResults:
 
     def contrast_test(self, L, ddf: str = "satterthwaite") -> pd.Series:
         """Test of H₀: Lβ = 0 for a contrast matrix L (rows × fixed effects), lmerTest's ``contest``:
-        a t test for one row (estimate, SE, df, t, p), an F test for several (F, NumDF, DenDF, p)."""
+        a t test for one row (estimate, SE, df, t, p), an F test for several (Sum Sq, Mean Sq, F, NumDF,
+        DenDF, p)."""
         from .inference.ddf import ddf_method
 
         if isinstance(L, pd.DataFrame):
@@ -241,7 +242,9 @@ class LMMResults:
         if t.estimate is not None:
             return pd.Series({"Estimate": t.estimate, "Std. Error": t.se, "df": t.den_df, "t value": t.t,
                               "Pr(>|t|)": t.p})
-        return pd.Series({"F value": t.F, "NumDF": t.num_df, "DenDF": t.den_df, "Pr(>F)": t.p})
+        ms = (t.F if t.F_unscaled is None else t.F_unscaled) * self.scale
+        return pd.Series({"Sum Sq": ms * t.num_df, "Mean Sq": ms, "F value": t.F, "NumDF": t.num_df,
+                          "DenDF": t.den_df, "Pr(>F)": t.p})
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio test of each random term, reduced or removed (lmerTest's ``ranova``)."""
