@@ -30,11 +30,17 @@ clean:
 # The side-by-side comparison with statsmodels and lme4 (benchmarks/compare.py):
 # `make bench-deps` (R and lme4, optional: without them lme4 is reported as
 # "not installed"), then `make bench`; results in benchmarks/results/.
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-inference
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m benchmarks.compare
+
+# Inference on InstEval (Satterthwaite, profile, 1,000 bootstrap refits) against lme4's times in
+# benchmarks/results/lme4_inference.json (remade by `Rscript benchmarks/lme4_inference.R`, ~40 min).
+bench-inference: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks.compare_inference
 
 bench-deps:
 	@if command -v Rscript >/dev/null 2>&1 && \

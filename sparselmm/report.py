@@ -293,8 +293,9 @@ def to_dict(result, ddf: str | None = "satterthwaite", anova: bool = True, confi
     }
     if ddf is not None:
         out["coef_table"] = {"ddf": ddf, "table": _records(result.coef_table(ddf))}
-        if anova and len(result.fe_params) > ("(Intercept)" in result.fe_params.index):
-            out["anova"] = {"type": 3, "ddf": ddf, "table": _records(result.anova(3, ddf))}
+        table = result.anova(3, ddf) if anova else ()
+        if len(table):  # not for an intercept-only model
+            out["anova"] = {"type": 3, "ddf": ddf, "table": _records(table)}
     if confint is not None:
         out["confint"] = {"method": confint, "level": level,
                           "table": _records(result.confint(level=level, method=confint, **boot))}

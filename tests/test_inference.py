@@ -302,6 +302,18 @@ def test_profile_traces(sleepstudy):
     assert np.allclose(days.zeta[near], wald[near], atol=0.01)
 
 
+def test_profile_end_where_the_secant_lands_on_the_root(sleepstudy):
+    """Regression: on (Days | Subject) the bracketing search for ζ(Days) = −ζ_max lands within 1e-9 of
+    the root, and a second evaluation of the bracket's end from another warm start flipped its sign
+    (brentq refused the bracket; profile() failed)."""
+    result = sparselmm.fit("Reaction ~ Days + (Days | Subject)", sleepstudy, reml=False)
+    prof = result._profiler()
+    zmax = np.sqrt(stats.chi2.ppf(0.99, len(prof.names)))
+    for target in (-zmax, zmax):
+        x = prof.interval_end("Days", target)
+        assert prof.zeta("Days", x)[0] == pytest.approx(target, abs=1e-6)
+
+
 # --- Kenward–Roger and Satterthwaite against dense oracles --------------------------------------------
 def test_kenward_roger_against_dense_pbkrtest(sleepstudy):
     """pbkrtest's vcovAdj written with n × n matrices (V, G_i) gives the same adjusted covariance,
