@@ -4,24 +4,31 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install system-deps demo test clean
+.PHONY: install system-deps compile demo test clean
 
 install: $(STAMP)
 
+# The test and benchmark extras (asv: `asv run --python=same --quick` works after this alone), then
+# every Numba kernel compiled into its on-disk cache (python -m sparselmm.compile): no fit compiles.
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m sparselmm.compile --quiet
 	touch $(STAMP)
 
 system-deps:
 	bash scripts/system-deps.sh
 
-demo: install
+# Loads the kernels' cache in seconds; recompiles what a changed kernel source made stale.
+compile: install
+	$(BIN)/python -m sparselmm.compile --quiet
+
+demo: compile
 	$(BIN)/python -m sparselmm.demo
 
-test: install
+test: compile
 	$(BIN)/python -m pytest -q
 
 clean:
@@ -32,14 +39,12 @@ clean:
 # "not installed"), then `make bench`; results in benchmarks/results/.
 .PHONY: bench bench-deps bench-inference
 
-bench: install
-	$(BIN)/pip install --quiet -e ".[bench]"
+bench: compile
 	$(BIN)/python -m benchmarks.compare
 
 # Inference on InstEval (Satterthwaite, profile, 1,000 bootstrap refits) against lme4's times in
 # benchmarks/results/lme4_inference.json (remade by `Rscript benchmarks/lme4_inference.R`, ~40 min).
-bench-inference: install
-	$(BIN)/pip install --quiet -e ".[bench]"
+bench-inference: compile
 	$(BIN)/python -m benchmarks.compare_inference
 
 bench-deps:

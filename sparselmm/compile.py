@@ -1,0 +1,191 @@
+"""Compile every Numba kernel ahead of use: ``python -m sparselmm.compile``.
+
+``make install`` runs it once, ``make test`` again (a no-op that only loads
+the cache, unless a kernel's source changed). It fits a small battery of
+models that takes every path of the package through its kernels: each
+backend (dense per-group with group sizes 1 to 5, blocked with a scalar and
+a vector first term, CHOLMOD), each serial twin and its parallel kernel (the
+blocked backend's forced: it takes them from 10⁷ pairs of rows), the
+crossproducts of one and several terms, conditional variances, the
+bootstrap's response swap, and statsmodels' door when statsmodels is
+installed. Numba writes each compiled signature to its on-disk cache
+(``cache=True``), so no fit ever compiles: ``tests/test_compile.py`` fails
+if one does.
+
+Where the cache lives: Numba's default, ``__pycache__`` beside each kernel
+module, or, where the package directory is not writable, a per-user cache
+directory (``NUMBA_CACHE_DIR`` to choose another). A stale entry (the
+kernel's source changed) is recompiled; an unwritable cache only costs the
+compilation.
+
+Why a JIT cache and not Numba's ahead-of-time ``numba.pycc``: pycc is
+pending deprecation since Numba 0.57, compiles no ``parallel=True`` kernels
+(the parallel twins here), and emits generic x86-64 code where the JIT emits
+code for this CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+#: Groups (or levels) of the large models: enough for the parallel kernels (kernels.PARALLEL_MIN_WORK).
+_MANY = 1200
+
+
+def _nested(n_groups: int, per_group: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = n_groups * per_group
+    g = np.repeat(np.arange(n_groups), per_group)
+    X = rng.standard_normal((n, 4))
+    b = rng.standard_normal((n_groups, 5)) * 0.5
+    y = 1 + X @ [0.5, -0.3, 0.2, 0.1] + b[g, 0] + (b[g, 1:] * X).sum(axis=1) + rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "x4": X[:, 3],
+                         "g": pd.Categorical(g.astype(str))})
+
+
+def _crossed(n_a: int, n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = np.concatenate([np.arange(n_a), rng.integers(0, n_a, n - n_a)])
+    b = rng.integers(0, 60, n)
+    c = b % 7
+    x = rng.standard_normal(n)
+    y = x + rng.standard_normal(n_a)[a] + rng.standard_normal(60)[b] + rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "x": x, "a": pd.Categorical(a.astype(str)), "b": pd.Categorical(b.astype(str)),
+                         "c": pd.Categorical(c.astype(str))})
+
+
+NESTED = ["y ~ x1 + (1|g)", "y ~ x1 + (1 + x1|g)", "y ~ x1 + (1 + x1 + x2|g)", "y ~ x1 + (1 + x1 + x2 + x3|g)",
+          "y ~ x1 + (1 + x1 + x2 + x3 + x4|g)", "y ~ x1 + (1|g) + (0 + x1|g)"]
+CROSSED = ["y ~ x + (1|a) + (1|b) + (1|c)", "y ~ x + (1 + x|a) + (1|b)", "y ~ x + (1|a) + (1 + x|b)"]
+
+
+def workloads():
+    """(label, formula, data, backend) of every fit :func:`main` runs."""
+    for n_groups in (40, _MANY):
+        data = _nested(n_groups, 6, seed=n_groups)
+        for formula in NESTED:
+            yield f"nested {n_groups} groups", formula, data, "dense"
+        yield f"nested {n_groups} groups", NESTED[1], data, "sparse"
+    for n_a in (60, _MANY):
+        data = _crossed(n_a, 4 * n_a, seed=n_a)
+        for formula in CROSSED:
+            for backend in ("blocked", "sparse"):
+                yield f"crossed {n_a} levels", formula, data, backend
+
+
+def _exercise(result) -> None:
+    """What a user does after a fit, through the kernels: conditional variances and a bootstrap refit."""
+    result.random_effects_sd
+    result.bootstrap(n=1, seed=0, n_jobs=1, progress=False)
+
+
+def _statsmodels_door() -> int:
+    try:
+        from .mixedlm import MixedLM
+    except ImportError:
+        return 0
+    warnings.simplefilter("ignore")  # statsmodels' own warnings of these small models
+    data = _crossed(60, 240, seed=1).assign(one=1)
+    vc = {f: f"0 + C({f})" for f in ("a", "b")}
+    MixedLM.from_formula("y ~ x", data, groups="one", re_formula="0", vc_formula=vc).fit()
+    nested = _nested(40, 6, seed=2)
+    MixedLM.from_formula("y ~ x1", nested, groups="g", re_formula="1 + x1").fit()
+    return 2
+
+
+def dispatchers() -> list:
+    """Every Numba kernel of the package, the serial twins and fixed-size variants made so far included."""
+    from numba.core.registry import CPUDispatcher
+
+    from . import crossprod, kernels
+    from .kernels import blocked, common, dense, sparse
+
+    out = [obj for mod in (common, dense, blocked, sparse, crossprod) for obj in vars(mod).values()
+           if isinstance(obj, CPUDispatcher)]
+    return out + list(kernels.common._VARIANTS.values())
+
+
+def cache_counts() -> tuple[int, list[str]]:
+    """(signatures loaded from the cache, the kernels compiled) in this process so far."""
+    hits, compiled = 0, []
+    for d in dispatchers():
+        stats = d.stats
+        hits += sum(stats.cache_hits.values())
+        compiled += [f"{d.py_func.__qualname__}{tuple(sig)}" for sig, k in stats.cache_misses.items() if k]
+    return hits, compiled
+
+
+def _run(part: int, parts: int, quiet: bool) -> tuple[int, int, list[str]]:
+    """Fit every ``parts``-th workload from ``part`` on: (fits, cache hits, kernels compiled)."""
+    from . import fit
+
+    nfits = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for label, formula, data, backend in list(workloads())[part::parts]:
+            t0 = time.perf_counter()
+            result = fit(formula, data, backend=backend)
+            _exercise(result)
+            nfits += 1
+            if backend == "blocked" and len(data) > _MANY:  # the parallel Schur pass (chosen from 1e7 pairs)
+                from .backends import BlockedBackend
+
+                model = result.model
+                model.backend = BlockedBackend(model.layout, model.crossprod, model.reml, parallel=True)
+                _exercise(model.fit())
+            if not quiet:
+                print(f"  {label:22s} {backend:8s} {formula:40s} {time.perf_counter() - t0:6.2f} s", flush=True)
+        if part == parts - 1:
+            nfits += _statsmodels_door()
+    hits, compiled = cache_counts()
+    return nfits, hits, compiled
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparselmm.compile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4),
+                        help="processes compiling at once (default: the cores, at most 4)")
+    parser.add_argument("--quiet", action="store_true", help="one line of summary only")
+    parser.add_argument("--part", help=argparse.SUPPRESS)  # "i/n": one worker's share, JSON out
+    args = parser.parse_args(argv)
+    if args.part:
+        part, parts = map(int, args.part.split("/"))
+        print(json.dumps(_run(part, parts, args.quiet)))
+        return 0
+    start = time.perf_counter()
+    jobs = max(1, args.jobs)
+    workers = [subprocess.Popen([sys.executable, "-m", "sparselmm.compile", "--part", f"{i}/{jobs}"]
+                                + (["--quiet"] if args.quiet else []), stdout=subprocess.PIPE, text=True)
+               for i in range(jobs)]
+    nfits = hits = 0
+    compiled: set[str] = set()
+    for w in workers:
+        lines = []
+        for line in w.stdout:
+            if line.startswith("  "):
+                print(line, end="", flush=True)
+            else:
+                lines.append(line)
+        if w.wait() != 0:
+            print("sparselmm.compile: a worker failed", file=sys.stderr)
+            return 1
+        n, h, c = json.loads(lines[-1])
+        nfits, hits = nfits + n, hits + h
+        compiled.update(c)
+    print(f"sparselmm.compile: {nfits} fits in {jobs} processes, {len(compiled)} kernel signatures compiled, "
+          f"{hits} loaded from the cache, {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
