@@ -106,8 +106,8 @@ def dispatchers() -> list:
     """Every Numba kernel of the package, the serial twins and fixed-size variants made so far included."""
     from numba.core.registry import CPUDispatcher
 
-    from . import crossprod, kernels
-    from .kernels import blocked, common, dense, sparse
+    from . import kernels
+    from .kernels import blocked, common, crossprod, dense, sparse
 
     out = [obj for mod in (common, dense, blocked, sparse, crossprod) for obj in vars(mod).values()
            if isinstance(obj, CPUDispatcher)]

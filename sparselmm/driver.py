@@ -45,13 +45,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import OptimizeResult, minimize
 
 METHODS = ("auto", "newton", "bfgs", "lbfgs", "powell", "nelder-mead")
 
 #: Quasi-Newton convergence: the relative reduction of the objective in a step
 #: (scipy's L-BFGS-B ``ftol``), or the largest projected-gradient component.
 FTOL, GTOL = 1e-12, 1e-6
+
+
+@dataclass
+class PhaseResult:
+    """What a phase of the driver returns: the fields of scipy's ``OptimizeResult`` it uses."""
+
+    x: np.ndarray
+    fun: float
+    success: bool
+    message: str
+    nit: int
+
 
 #: Newton iterations before ``auto`` hands over to BFGS. Newton on the average
 #: information converges in 2–5 iterations on every reference model; where a
@@ -61,6 +72,7 @@ FTOL, GTOL = 1e-12, 1e-6
 #: random fits (six formulas, ML and REML): 3,611 factorizations in all with 10,
 #: 16,787 without the hand-over.
 NEWTON_MAX_ITER = 10
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -313,7 +325,7 @@ def newton(f, grad, hessian, x, domain, maxiter):
         if reduction <= FTOL * max(abs(fx), 1.0):
             message, success = "relative reduction of f below FTOL", True
             break
-    return OptimizeResult(x=x, fun=fx, success=success, message=message, nit=nit)
+    return PhaseResult(x=x, fun=fx, success=success, message=message, nit=nit)
 
 
 def bfgs(f, grad, x, lower, maxiter):
@@ -371,10 +383,12 @@ def bfgs(f, grad, x, lower, maxiter):
         if reduction <= FTOL * max(abs(fx), 1.0):
             message, success = "relative reduction of f below FTOL", True
             break
-    return OptimizeResult(x=x, fun=fx, success=success, message=message, nit=nit)
+    return PhaseResult(x=x, fun=fx, success=success, message=message, nit=nit)
 
 
 def _phase(method, f, grad, x, lower, maxiter):
+    from scipy.optimize import minimize  # the fallbacks only: not imported by a Newton fit
+
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     if method in ("auto", "lbfgs"):
         return minimize(f, x, jac=grad, method="L-BFGS-B", bounds=bounds,

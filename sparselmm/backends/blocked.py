@@ -23,15 +23,17 @@ own block of A⁻¹ (conditional variances; vector first terms) comes from
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from .. import kernels
+from .._lazy import lazy_module
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky, cholesky_inverse, triangular_solve
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
+
+nb = lazy_module("numba")
+kernels = lazy_module("sparselmm.kernels")
 
 
 def _lower_pattern(layout: Layout, cp: Crossprod):

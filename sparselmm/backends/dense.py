@@ -11,14 +11,16 @@ shared crossproducts; an evaluation costs O(Σ_g q_g³) and touches no row.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from .. import kernels
+from .._lazy import lazy_module
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
+
+nb = lazy_module("numba")
+kernels = lazy_module("sparselmm.kernels")
 
 #: A group block larger than this is left to the sparse backend.
 MAX_GROUP_SIZE = 64

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sksparse import cholmod
 
-from .. import kernels
+from .._lazy import lazy_module
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky_inverse
 from ..memory import DENSE_BYTES_PER_ENTRY, SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
+
+kernels = lazy_module("sparselmm.kernels")
 
 
 #: Orderings tried at analysis (see :meth:`SparseBackend._analyze`).
@@ -116,6 +117,8 @@ class SparseBackend(ProfiledBackend):
         full = (pattern + pattern.T).tocsc()
         max_entries = self._limit / SPARSE_BYTES_PER_ENTRY
         best, smallest = None, np.inf
+        from sksparse import cholmod  # CHOLMOD: imported when this backend is first built
+
         for ordering in ORDERINGS:
             factor = cholmod.analyze(self._A, mode="supernodal", ordering_method=ordering)
             perm = factor.P()
