@@ -271,9 +271,9 @@ class LMMResults:
             raise ValueError(f"level must be in (0, 1), not {level!r}")
         pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
         if method == "wald":
-            from scipy.stats import norm
+            from .inference.distributions import norm_ppf
 
-            z = norm.ppf(0.5 + level / 2)
+            z = norm_ppf(0.5 + level / 2)
             fe, se = self.fe_params, self.bse_fe
             out = pd.DataFrame({pct[0]: fe - z * se, pct[1]: fe + z * se})
             return out if parm is None else out.loc[list(parm)]

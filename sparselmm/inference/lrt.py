@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .anova import fixed_terms
 from ..formula import term_labels
+from .anova import fixed_terms
+from .distributions import chi2_sf
 
 
 def _needs_data(result):
@@ -101,7 +101,7 @@ def _lrt_table(rows: dict) -> pd.DataFrame:
     npar, llf = rows["<none>"]
     out["LRT"] = np.where(out.index == "<none>", np.nan, 2 * (llf - out["logLik"]))
     out["Df"] = np.where(out.index == "<none>", np.nan, npar - out["npar"])
-    out["Pr(>Chisq)"] = stats.chi2.sf(out["LRT"], out["Df"])
+    out["Pr(>Chisq)"] = chi2_sf(out["LRT"], out["Df"])
     return out[RANOVA_COLUMNS]
 
 
@@ -174,7 +174,7 @@ def anova(*results, names=None, refit: bool = True) -> pd.DataFrame:
         if prev is not None:
             chisq = prev[4] - dev
             df = r.df_modelwise - prev[0]
-            row[5:] = [chisq, df, stats.chi2.sf(chisq, df) if df > 0 else np.nan]
+            row[5:] = [chisq, df, chi2_sf(chisq, df) if df > 0 else np.nan]
         rows.append(row)
         prev = row
     return pd.DataFrame(rows, index=[names[i] for i in order], columns=ANOVA_COLUMNS)

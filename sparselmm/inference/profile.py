@@ -33,10 +33,11 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from ..driver import newton
 from .ddf import profiled_hessian, unprofiled_hessian
+from .distributions import chi2_ppf, norm_ppf
 from .lrt import refit_ml
 
 #: lme4's default ``alphamax``: traces extend to ζ = √χ²_{1−α}(number of parameters).
@@ -281,7 +282,7 @@ class Profiler:
         return float(back(u))
 
     def confint(self, level: float = 0.95, parm=None) -> pd.DataFrame:
-        z = stats.norm.ppf(0.5 + level / 2)
+        z = norm_ppf(0.5 + level / 2)
         names = self.names if parm is None else list(parm)
         rows = [(self.interval_end(nm, -z), self.interval_end(nm, z)) for nm in names]
         pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
@@ -289,7 +290,7 @@ class Profiler:
 
     def traces(self, parm=None, npoints: int = 8) -> pd.DataFrame:
         """ζ over a grid of each parameter out to lme4's ζ_max on both sides (lme4's ``profile``)."""
-        zmax = np.sqrt(stats.chi2.ppf(1 - ALPHAMAX, len(self.names)))
+        zmax = np.sqrt(chi2_ppf(1 - ALPHAMAX, len(self.names)))
         rows = []
         for name in (self.names if parm is None else parm):
             k = self.names.index(name)
