@@ -129,7 +129,9 @@ class BlockedBackend(ProfiledBackend):
             k if parallel else kernels.serial(k)
             for k in (kernels.blocked_schur, kernels.blocked_forward, kernels.blocked_backward))
         # the weighted Gram matrix of the gradient (scalar first term), made with S
-        self._M = np.empty((m, m) if p1 == 1 else (0, 0), order="F")
+        # (without a scalar first term M is not formed: a dummy, Fortran-ordered as the real one so
+        # that the Schur kernel has one compiled signature; an empty array would be typed C-ordered)
+        self._M = np.empty((m, m) if p1 == 1 else (2, 2), order="F")
         self._z22_theta = self._inverse_theta = None
 
     def _factor(self, theta):

@@ -156,7 +156,7 @@ def blocked_schur(lptr, lidx, aval, lval, q1, rptr, rpos, rcol, w, S, M, rval, n
     parallel (the early columns carry more work); one thread writes each.
     """
     m = S.shape[0]
-    gram = M.shape[0] > 0
+    gram = w.shape[0] > 0
     for chunk in nb.prange(nchunks):
         for r in range(chunk, m, nchunks):
             for s in range(r, m):

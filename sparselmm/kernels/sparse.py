@@ -69,8 +69,8 @@ def lambda_map(indptr, indices, term, comp, p, tindex, toff):
     ptr, src, t1, t2 : ndarray
         The map.
     """
-    z = np.zeros(0, dtype=np.int64)
-    ne, nm = _lambda_map_pass(indptr, indices, term, comp, p, tindex, toff, False, z, z, z, z, z, z)
+    z, z32 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)  # typed as in the second pass: one signature
+    ne, nm = _lambda_map_pass(indptr, indices, term, comp, p, tindex, toff, False, z, z32, z32, z, z, z)
     ptr = np.empty(ne + 1, dtype=np.int64)
     lptr = np.empty(len(indptr), dtype=np.int32)
     lidx = np.empty(ne, dtype=np.int32)
