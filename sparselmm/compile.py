@@ -1,7 +1,9 @@
 """Compile every Numba kernel ahead of use: ``python -m sparselmm.compile``.
 
 ``make install`` runs it once, ``make test`` again (a no-op that only loads
-the cache, unless a kernel's source changed). It fits a small battery of
+the cache, unless a kernel's source changed). It also writes the package's
+bytecode (``compileall``), which imports otherwise recompile where
+``PYTHONDONTWRITEBYTECODE`` is set. It fits a small battery of
 models that takes every path of the package through its kernels: each
 backend (dense per-group with group sizes 1 to 5, blocked with a scalar and
 a vector first term, CHOLMOD), each serial twin and its parallel kernel (the
@@ -27,6 +29,7 @@ code for this CPU.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import subprocess
@@ -163,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_run(part, parts, args.quiet)))
         return 0
     start = time.perf_counter()
+    # bytecode too: where PYTHONDONTWRITEBYTECODE is set, imports would compile the sources each time
+    compileall.compile_dir(os.path.dirname(os.path.abspath(__file__)), quiet=1)
     jobs = max(1, args.jobs)
     workers = [subprocess.Popen([sys.executable, "-m", "sparselmm.compile", "--part", f"{i}/{jobs}"]
                                 + (["--quiet"] if args.quiet else []), stdout=subprocess.PIPE, text=True)

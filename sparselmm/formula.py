@@ -15,7 +15,6 @@ import ast
 import re
 from dataclasses import dataclass
 
-from formulaic import Formula
 
 from sparselmm.errors import FormulaError
 
@@ -73,6 +72,8 @@ _BARS = (ast.BitOr, ast.RShift)  # "|" and "||" (substituted by ">>")
 
 def term_labels(expr: str) -> list[str]:
     """Model terms of a formulaic RHS string (``"1"`` is the intercept)."""
+    from formulaic import Formula  # on first use: formulaic takes 70 ms to import
+
     return [str(t) for t in Formula(expr)]
 
 

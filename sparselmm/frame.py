@@ -24,13 +24,15 @@ import re
 import warnings
 from dataclasses import dataclass
 
-import formulaic
 import numpy as np
 import pandas as pd
 
+from ._lazy import lazy_module
 from .design import ReTerm
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from .formula import ParsedFormula, RandomTerm, parse_formula, term_labels
+
+formulaic = lazy_module("formulaic")  # imported by the first formula: 70 ms
 
 _MISSING = ("drop", "raise")
 RANK_TOL = 1e-7

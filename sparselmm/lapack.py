@@ -53,21 +53,22 @@ def _load(name: str):
     return fn
 
 
-_SYSTEM = {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_"), "dtrtrs": _load("dtrtrs_")}
+@lru_cache(maxsize=1)
+def _system() -> dict:
+    """The system routines, loaded on first use (not by ``import sparselmm``)."""
+    return {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_"), "dtrtrs": _load("dtrtrs_")}
 
 
-def _thread_control():
+@lru_cache(maxsize=1)
+def _threads():
     """OpenBLAS's get/set of its thread count, from the system library, or None."""
     get, set_ = _symbol("openblas_get_num_threads"), _symbol("openblas_set_num_threads")
-    return (get, set_) if _SYSTEM["dpotrf"] is not None and get is not None and set_ is not None else None
-
-
-_THREADS = _thread_control()
+    return (get, set_) if _system()["dpotrf"] is not None and get is not None and set_ is not None else None
 
 
 def _system_path(blas: list[dict]) -> str | None:
     """File of the system OpenBLAS as threadpoolctl names it (the library ``openblas_set_num_threads`` acts on)."""
-    if _THREADS is None:
+    if _threads() is None:
         return None
     for info in blas:
         if info["internal_api"] == "openblas" and "scipy_openblas" not in info["filepath"]:
@@ -120,10 +121,10 @@ def fit_blas_threads(system_threads: int | None = 1):
     9.3 ms on one, 9.9 ms when switched from one to two before each call).
     """
     with other_blas_single_threaded():
-        if _THREADS is None:
+        if _threads() is None:
             yield
             return
-        get, set_ = _THREADS
+        get, set_ = _threads()
         before = get()
         wanted = system_threads or os.cpu_count() or 1
         if before != wanted:
@@ -141,7 +142,7 @@ def _in_place(routine: str, a: np.ndarray, lower: bool) -> None:
         return
     if not (a.flags.f_contiguous and a.dtype == np.float64):
         raise ValueError(f"{routine} works in place on a Fortran-ordered float64 array")
-    _in_place_call(_SYSTEM[routine], routine, a, lower)
+    _in_place_call(_system()[routine], routine, a, lower)
 
 
 def _in_place_call(fn, routine, a, lower):
@@ -182,7 +183,7 @@ def triangular_solve(a: np.ndarray, b: np.ndarray, lower: bool = True, trans: bo
     BLAS thread pool; scipy's where the system library cannot be found.
     Returns a new array.
     """
-    fn = _SYSTEM["dtrtrs"]
+    fn = _system()["dtrtrs"]
     if fn is None or not a.flags.f_contiguous or a.shape[0] == 0:
         return solve_triangular(a, b, lower=lower, trans="T" if trans else "N", check_finite=False)
     x = np.array(b, dtype=np.float64, order="F", ndmin=2 if b.ndim == 2 else 1)

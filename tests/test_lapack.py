@@ -48,9 +48,9 @@ def test_thread_wait_defaults_respect_the_user(name, default, given):
 
 
 def test_fit_blas_threads_sets_and_restores_the_system_count():
-    if lapack._THREADS is None:
+    if lapack._threads() is None:
         pytest.skip("no system OpenBLAS")
-    get, _ = lapack._THREADS
+    get, _ = lapack._threads()
     before = get()
     with lapack.fit_blas_threads(1):
         assert get() == 1
