@@ -36,12 +36,15 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-#: Groups (or levels) of the large models: enough for the parallel kernels (kernels.PARALLEL_MIN_WORK).
-_MANY = 1200
+#: Groups (or levels) of the large models, 40 rows each: enough for the parallel kernels
+#: (``kernels.PARALLEL_MIN_WORK`` groups, ``crossprod.PARALLEL_MIN_ROWS`` rows).
+_MANY = 5200
+_ROWS_EACH = 40
 
 
 def _nested(n_groups: int, per_group: int, seed: int) -> pd.DataFrame:
@@ -74,12 +77,12 @@ CROSSED = ["y ~ x + (1|a) + (1|b) + (1|c)", "y ~ x + (1 + x|a) + (1|b)", "y ~ x 
 def workloads():
     """(label, formula, data, backend) of every fit :func:`main` runs."""
     for n_groups in (40, _MANY):
-        data = _nested(n_groups, 6, seed=n_groups)
+        data = _nested(n_groups, 6 if n_groups < _MANY else _ROWS_EACH, seed=n_groups)
         for formula in NESTED:
             yield f"nested {n_groups} groups", formula, data, "dense"
         yield f"nested {n_groups} groups", NESTED[1], data, "sparse"
     for n_a in (60, _MANY):
-        data = _crossed(n_a, 4 * n_a, seed=n_a)
+        data = _crossed(n_a, (4 if n_a < _MANY else _ROWS_EACH) * n_a, seed=n_a)
         for formula in CROSSED:
             for backend in ("blocked", "sparse"):
                 yield f"crossed {n_a} levels", formula, data, backend
@@ -127,8 +130,53 @@ def cache_counts() -> tuple[int, list[str]]:
     return hits, compiled
 
 
-def _run(part: int, parts: int, quiet: bool) -> tuple[int, int, list[str]]:
-    """Fit every ``parts``-th workload from ``part`` on: (fits, cache hits, kernels compiled)."""
+def serial_signatures() -> list[dict]:
+    """Every serial kernel signature compiled or loaded in this process: what the AOT modules hold."""
+    import base64
+    import pickle
+
+    from . import kernels
+    from .kernels import common
+
+    owners = {id(d): (d, None) for d in dispatchers()}
+    owners.update({id(d): (k, (par, size)) for (k, par, size), d in common._VARIANTS.items()})
+    out = []
+    for d in dispatchers():
+        base, variant = owners[id(d)]
+        name = base.py_func.__name__
+        if d.targetoptions.get("parallel") or name not in kernels._WHERE:
+            continue
+        key = kernels.Kernel(name, variant).key
+        for args, cres in d.overloads.items():
+            out.append({"key": key, "name": name, "variant": variant, "spec": [kernels._spec(t) for t in args],
+                        "signature": base64.b64encode(pickle.dumps(cres.signature)).decode()})
+    return out
+
+
+def _build_aot(entries: list[dict], module: str) -> None:
+    """Compile ``entries`` (:func:`serial_signatures`) ahead of time into the extension ``module``."""
+    import base64
+    import importlib
+    import pickle
+
+    from numba.pycc import CC
+
+    from . import kernels
+    from .kernels import common
+
+    cc = CC(module)
+    cc.output_dir = str(kernels.HERE)
+    for i, e in enumerate(entries):
+        fn = getattr(importlib.import_module(f"sparselmm.kernels.{kernels._WHERE[e['name']]}"), e["name"])
+        if e["variant"] is not None:
+            fn = common.variant(fn, *e["variant"])
+        cc.export(f"{e['key']}__{i}", pickle.loads(base64.b64decode(e["signature"])))(fn.py_func)
+    cc.compile()
+
+
+def _run(part: int, parts: int, quiet: bool) -> tuple[int, int, list[str], list[dict]]:
+    """Fit every ``parts``-th workload from ``part`` on: (fits, cache hits, kernels compiled, serial
+    signatures)."""
     from . import fit
 
     nfits = 0
@@ -150,7 +198,7 @@ def _run(part: int, parts: int, quiet: bool) -> tuple[int, int, list[str]]:
         if part == parts - 1:
             nfits += _statsmodels_door()
     hits, compiled = cache_counts()
-    return nfits, hits, compiled
+    return nfits, hits, compiled, serial_signatures()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,37 +207,90 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4),
                         help="processes compiling at once (default: the cores, at most 4)")
     parser.add_argument("--quiet", action="store_true", help="one line of summary only")
+    parser.add_argument("--no-aot", action="store_true", help="the JIT cache only, no ahead-of-time modules")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # "i/n": one worker's share, JSON out
+    parser.add_argument("--aot-part", help=argparse.SUPPRESS)  # "FILE i": build the AOT module _aot_i
     args = parser.parse_args(argv)
     if args.part:
         part, parts = map(int, args.part.split("/"))
         print(json.dumps(_run(part, parts, args.quiet)))
         return 0
+    if args.aot_part:
+        path, i = args.aot_part.split()
+        _build_aot(json.loads(Path(path).read_text()), f"_aot_{i}")
+        return 0
     start = time.perf_counter()
     # bytecode too: where PYTHONDONTWRITEBYTECODE is set, imports would compile the sources each time
     compileall.compile_dir(os.path.dirname(os.path.abspath(__file__)), quiet=1)
     jobs = max(1, args.jobs)
-    workers = [subprocess.Popen([sys.executable, "-m", "sparselmm.compile", "--part", f"{i}/{jobs}"]
-                                + (["--quiet"] if args.quiet else []), stdout=subprocess.PIPE, text=True)
-               for i in range(jobs)]
-    nfits = hits = 0
-    compiled: set[str] = set()
-    for w in workers:
+    env = dict(os.environ, SPARSELMM_NO_AOT="1")  # every kernel through Numba: the JIT cache, the signatures
+    results = _workers([[sys.executable, "-m", "sparselmm.compile", "--part", f"{i}/{jobs}"]
+                        + (["--quiet"] if args.quiet else []) for i in range(jobs)], env)
+    if results is None:
+        return 1
+    nfits = sum(r[0] for r in results)
+    hits = sum(r[1] for r in results)
+    compiled = {c for r in results for c in r[2]}
+    line = (f"sparselmm.compile: {nfits} fits in {jobs} processes, {len(compiled)} kernel signatures compiled, "
+            f"{hits} loaded from the cache")
+    if not args.no_aot:
+        t0 = time.perf_counter()
+        naot = _aot(results, jobs)
+        line += f"; {naot} serial signatures compiled ahead of time ({time.perf_counter() - t0:.1f} s)"
+    print(f"{line}; {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _workers(commands: list[list[str]], env: dict) -> list | None:
+    """Run the commands at once; their last stdout lines as JSON (None if one failed). Lines that
+    start with two spaces are progress, passed through."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True, env=env) for c in commands]
+    out = []
+    for proc in procs:
         lines = []
-        for line in w.stdout:
+        for line in proc.stdout:
             if line.startswith("  "):
                 print(line, end="", flush=True)
             else:
                 lines.append(line)
-        if w.wait() != 0:
+        if proc.wait() != 0:
             print("sparselmm.compile: a worker failed", file=sys.stderr)
-            return 1
-        n, h, c = json.loads(lines[-1])
-        nfits, hits = nfits + n, hits + h
-        compiled.update(c)
-    print(f"sparselmm.compile: {nfits} fits in {jobs} processes, {len(compiled)} kernel signatures compiled, "
-          f"{hits} loaded from the cache, {time.perf_counter() - start:.1f} s")
-    return 0
+            return None
+        out.append(json.loads(lines[-1]) if lines else None)
+    return out
+
+
+def _aot(results: list, jobs: int) -> int:
+    """Build the AOT modules of the workers' serial signatures in ``jobs`` processes, then the index
+    the kernels read (``kernels._aot.json``)."""
+    import tempfile
+
+    from . import kernels
+
+    unique = {}
+    for r in results:
+        for e in r[3]:
+            unique.setdefault((e["key"], json.dumps(e["spec"])), e)
+    entries = list(unique.values())
+    for old in kernels.HERE.glob("_aot*"):
+        old.unlink()
+    parts = [entries[i::jobs] for i in range(jobs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = []
+        for i, part in enumerate(parts):
+            path = Path(tmp) / f"part{i}.json"
+            path.write_text(json.dumps(part))
+            commands.append([sys.executable, "-m", "sparselmm.compile", "--aot-part", f"{path} {i}"])
+        procs = [subprocess.Popen(c) for c in commands]
+        if any(p.wait() != 0 for p in procs):
+            print("sparselmm.compile: an AOT build failed; the JIT cache serves", file=sys.stderr)
+            return 0
+    index: dict = {}
+    for i, part in enumerate(parts):
+        for j, e in enumerate(part):
+            index.setdefault(e["key"], []).append([e["spec"], f"_aot_{i}", f"{e['key']}__{j}"])
+    kernels.AOT_INDEX.write_text(json.dumps({"python": sys.version.split()[0], "kernels": index}))
+    return len(entries)
 
 
 if __name__ == "__main__":

@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._lazy import lazy_module
+from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky, cholesky_inverse, triangular_solve
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
-
-nb = lazy_module("numba")
-kernels = lazy_module("sparselmm.kernels")
 
 
 def _lower_pattern(layout: Layout, cp: Crossprod):
@@ -57,7 +54,7 @@ def schur_density(layout: Layout, cp: Crossprod, columns: int = 512) -> float:
         return 1.0
     sample = np.unique(np.linspace(0, m - 1, min(m, columns)).astype(np.int64))
     ZtZ = cp.ZtZ
-    filled = kernels.schur_column_counts(ZtZ.indptr, ZtZ.indices, q1, sample)
+    filled = kernels.pick(kernels.schur_column_counts, len(sample))(ZtZ.indptr, ZtZ.indices, q1, sample)
     return float(filled.sum() / (m - sample).sum())
 
 
@@ -123,7 +120,7 @@ class BlockedBackend(ProfiledBackend):
         ntail = np.diff(self._lptr[:q1 + 1]) - (p1 - np.arange(q1) % p1)
         pairs = float((ntail.astype(float) ** 2).sum()) / 2
         parallel = pairs >= PARALLEL_MIN_PAIRS if parallel is None else parallel
-        self._nchunks = 8 * nb.get_num_threads() if parallel else 1
+        self._nchunks = 8 * kernels.num_threads() if parallel else 1
         # no thread pool started below the threshold, to spin against LAPACK's
         self._schur, self._fwd, self._bwd = (
             k if parallel else kernels.serial(k)

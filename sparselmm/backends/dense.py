@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._lazy import lazy_module
+from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
 
-nb = lazy_module("numba")
-kernels = lazy_module("sparselmm.kernels")
 
 #: A group block larger than this is left to the sparse backend.
 MAX_GROUP_SIZE = 64
@@ -99,16 +97,16 @@ class DenseBackend(ProfiledBackend):
         self._ztz = np.zeros(self._zoff[-1])
         self._ztxy = np.empty((q, self.p + 1))
         ZtZ = cp.ZtZ
-        if not kernels.dense_blocks(ZtZ.indptr, ZtZ.indices, ZtZ.data, cp.ZtXy, order, col_group, loc,
+        if not kernels.pick(kernels.dense_blocks, ngroups)(ZtZ.indptr, ZtZ.indices, ZtZ.data, cp.ZtXy, order, col_group, loc,
                                     self._gptr, self._zoff, self._ztz, self._ztxy):
             raise ValueError("Z'Z is not block diagonal by group")
         self._L = np.zeros(self._zoff[-1])
         self._lam = np.zeros(self._zoff[-1])
         self._C = np.empty_like(self._ztxy)  # written by every factorization
         self._toff = layout.tindex[1]
-        self._lam_index = kernels.dense_lambda_index(self._gptr, self._zoff, self._lterm, self._lcomp, self._toff,
+        self._lam_index = kernels.pick(kernels.dense_lambda_index, ngroups)(self._gptr, self._zoff, self._lterm, self._lcomp, self._toff,
                                                      layout.p)
-        self._nchunks = 4 * nb.get_num_threads()
+        self._nchunks = 4 * kernels.num_threads()
         self._size = int(sizes[0]) if sizes.min() == sizes.max() else 0  # equal groups: kernels for the size
         self._info = None
 

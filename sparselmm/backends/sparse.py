@@ -14,14 +14,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._lazy import lazy_module
+from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky_inverse
 from ..memory import DENSE_BYTES_PER_ENTRY, SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
-
-kernels = lazy_module("sparselmm.kernels")
 
 
 #: Orderings tried at analysis (see :meth:`SparseBackend._analyze`).

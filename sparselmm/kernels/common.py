@@ -1,4 +1,4 @@
-"""What every kernel module shares: look-ups, a counting sort, and the serial twins of parallel kernels."""
+"""What every kernel module shares: look-ups, a counting sort, and the variants of parallel kernels."""
 
 from __future__ import annotations
 
@@ -6,12 +6,6 @@ import types
 
 import numba as nb
 import numpy as np
-
-#: Below this many independent pieces of work (groups, leading columns) a
-#: parallel kernel runs its serial twin: waking a thread pool costs more
-#: than small problems take (16 ms against 45 µs, seen on a loaded machine).
-PARALLEL_MIN_WORK = 1000
-
 
 @nb.njit(cache=True, inline="always")
 def _find(indices, start, stop, row):
@@ -44,14 +38,10 @@ def counting_order(keys, nkeys):
 
 
 #: A kernel's compile-time group size: 0 (read from the data) in the kernels as written; a
-#: specialization (:func:`pick` with ``size``) sees another value, so that its loops over a
+#: specialization (``kernels.pick`` with ``size``) sees another value, so that its loops over a
 #: group have constant trip counts the compiler unrolls (3x on the 2 × 2 blocks of a
 #: random intercept and slope).
 QFIX = 0
-
-#: Sizes up to this get their own compiled variant (each costs a compilation, once: cached).
-MAX_FIXED_SIZE = 4
-
 
 def _variant(kernel, parallel: bool, size: int):
     """``kernel`` compiled with or without ``parallel`` (``prange`` then runs as ``range``) and with
@@ -68,16 +58,9 @@ def _variant(kernel, parallel: bool, size: int):
 _VARIANTS: dict = {}
 
 
-def serial(kernel):
-    """The serial twin of a parallel kernel."""
-    return pick(kernel, 0)
-
-
-def pick(kernel, work: int, size: int = 0):
-    """``kernel`` for ``work`` ≥ PARALLEL_MIN_WORK pieces of work, else its serial twin; with
-    0 < ``size`` ≤ MAX_FIXED_SIZE the variant compiled for ``QFIX = size`` (see there)."""
-    parallel = work >= PARALLEL_MIN_WORK
-    size = size if size <= MAX_FIXED_SIZE else 0
+def variant(kernel, parallel: bool, size: int):
+    """The kernel itself where ``parallel`` and no ``size``, else its (cached) :func:`_variant`
+    (``kernels.pick`` decides which)."""
     if parallel and not size:
         return kernel
     key = (kernel, parallel, size)

@@ -53,34 +53,6 @@ def _lambda_map_pass(indptr, indices, term, comp, p, tindex, toff, fill, ptr, lp
     return e, m
 
 
-def lambda_map(indptr, indices, term, comp, p, tindex, toff):
-    """Map from θ and the full Z'Z to the lower triangle of Λ'Z'ZΛ.
-
-    For each stored entry (r, c), r ≥ c, of the lower triangle,
-
-        (Λ'Z'ZΛ)[r, c] = Σ_m θ[t1[m]] θ[t2[m]] ZtZ.data[src[m]],  m ∈ ptr[e]:ptr[e+1]
-
-    since Λ[r', r] = T_k[a', a] for r' = r − a + a' in the same level block.
-
-    Returns
-    -------
-    lptr, lidx : ndarray
-        CSC pattern (indptr, indices) of the lower triangle.
-    ptr, src, t1, t2 : ndarray
-        The map.
-    """
-    z, z32 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)  # typed as in the second pass: one signature
-    ne, nm = _lambda_map_pass(indptr, indices, term, comp, p, tindex, toff, False, z, z32, z32, z, z, z)
-    ptr = np.empty(ne + 1, dtype=np.int64)
-    lptr = np.empty(len(indptr), dtype=np.int32)
-    lidx = np.empty(ne, dtype=np.int32)
-    src = np.empty(nm, dtype=np.int64)
-    t1 = np.empty(nm, dtype=np.int64)
-    t2 = np.empty(nm, dtype=np.int64)
-    _lambda_map_pass(indptr, indices, term, comp, p, tindex, toff, True, ptr, lptr, lidx, src, t1, t2)
-    return lptr, lidx, ptr, src, t1, t2
-
-
 @nb.njit(cache=True)
 def lambda_map_apply(ptr, src, t1, t2, theta, data, out):
     """Fill ``out`` with the lower triangle of Λ'Z'ZΛ (see :func:`lambda_map`)."""
