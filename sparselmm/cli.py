@@ -50,8 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "dense", "sparse", "blocked"],
                    help="solver: dense per-group kernels, blocked Cholesky, CHOLMOD (default: chosen by design)")
     p.add_argument("--method", default="auto", help="optimizer: auto, newton, bfgs, lbfgs, powell, nelder-mead")
-    p.add_argument("--ddf", default="satterthwaite", choices=DDF,
-                   help="denominator degrees of freedom of the t and F tests (default: satterthwaite)")
+    p.add_argument("--ddf", default="satterthwaite", choices=DDF + ["none"],
+                   help="denominator degrees of freedom of the t and F tests (default: satterthwaite; "
+                        "none: lme4's summary, no tests)")
     p.add_argument("--anova", action="store_true", help="type 3 F tests of the fixed-effect terms")
     p.add_argument("--ranova", action="store_true", help="likelihood-ratio tests of the random terms")
     p.add_argument("--confint", choices=["wald", "profile", "boot"], help="confidence intervals")
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.nboot < 1 or args.jobs < 1:
         print("sparselmm: error: --nboot and --jobs must be positive", file=sys.stderr)
         return 2
+    if args.ddf == "none" and args.anova:
+        print("sparselmm: error: --anova needs a --ddf method", file=sys.stderr)
+        return 2
+    ddf = None if args.ddf == "none" else args.ddf
     stages = _Stages(args.quiet)
     boot = {"n": args.nboot, "seed": args.seed, "n_jobs": args.jobs} if args.confint == "boot" else {}
     try:
@@ -101,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                                         backend=args.backend))
         if args.json:
             out = stages.run("inference", lambda: result.to_dict(
-                ddf=args.ddf, anova=args.anova, confint=args.confint, level=args.level, ranova=args.ranova,
+                ddf=ddf, anova=args.anova, confint=args.confint, level=args.level, ranova=args.ranova,
                 **boot))
             print(json.dumps(out, indent=2))
             return 0
-        text = [str(stages.run(f"{args.ddf} df", lambda: result.summary(args.ddf)))]
+        text = [str(stages.run("summary", lambda: result.summary(ddf)))]
         if args.anova:
             table = stages.run("anova", lambda: result.anova(3, args.ddf))
             text += ["", f"Type III Analysis of Variance Table with {args.ddf} df:", format_table(table)]

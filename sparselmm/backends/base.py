@@ -83,7 +83,7 @@ class ProfiledBackend:
         self.layout, self.cp, self.reml = layout, cp, reml
         Xy = np.append(cp.Xty, cp.yty)
         self._G = np.block([[cp.XtX, cp.Xty[:, None]], [Xy[None, :]]])
-        self._theta = self._sums = None
+        self._theta = self._sums = self._grad = None
         self.nfactor = 0
 
     @property
@@ -222,16 +222,23 @@ class ProfiledBackend:
         with ν = n (ML) or n − p (REML); see :meth:`_gradient_pieces`.
         """
         _, _, RX, beta_hat, _ = self._update(theta)
+        if beta is None and self._grad is not None and self._grad[0] is self._theta:
+            return self._grad[1].copy()  # kept for the last factor's θ: the fit's last is Satterthwaite's first
         p, n = self.p, self.cp.n
+        profiled = beta is None
         beta = beta_hat if beta is None else np.asarray(beta, dtype=float)
         qf = self.weighted_rss(theta, beta)
         beta_e = beta - self.cp.beta_shift  # coordinates of the shifted response
         u = self._spherical(theta) if beta is beta_hat else self.spherical_at(theta, beta)
         tr, r2, D = self._gradient_pieces(np.asarray(theta, dtype=float), beta_e, u)
         if not self.reml:
-            return 2.0 * tr + n * r2 / qf
-        Rinv = solve_triangular(RX, np.eye(p)) if p else np.zeros((0, 0))
-        return 2.0 * tr - 2.0 * np.einsum("rs,jsr->j", Rinv @ Rinv.T, D) + (n - p) * r2 / qf
+            g = 2.0 * tr + n * r2 / qf
+        else:
+            Rinv = solve_triangular(RX, np.eye(p)) if p else np.zeros((0, 0))
+            g = 2.0 * tr - 2.0 * np.einsum("rs,jsr->j", Rinv @ Rinv.T, D) + (n - p) * r2 / qf
+        if profiled:
+            self._grad = (self._theta, g.copy())
+        return g
 
     def approximate_hessian(self, theta: np.ndarray, gradient: np.ndarray | None = None) -> np.ndarray:
         """An approximation of the objective's Hessian in θ from one factorization: the average

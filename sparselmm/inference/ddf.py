@@ -146,8 +146,8 @@ class Satterthwaite:
         sigma = result.sigma
         nu = model.crossprod.n - (backend.p if result.reml else 0)
         beta_e = sol.beta - model.crossprod.beta_shift
+        _, g, D = backend._gradient_pieces(theta, beta_e, sol.u, traces=False)  # at θ̂: the fit's last factor
         Hf = profiled_hessian(backend, theta)
-        _, g, D = backend._gradient_pieces(theta, beta_e, sol.u, traces=False)  # back at θ̂
         self.hessian = H = unprofiled_hessian(Hf, g, sol.pwrss, nu, sigma)
         self.A = 2 * np.linalg.pinv(H)
         S = D + D.transpose(0, 2, 1)

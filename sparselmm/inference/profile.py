@@ -160,8 +160,8 @@ class Profiler:
         gradient; else the average information), exact at σ̂(θ)."""
         b = self.backend
         _, pwrss, beta = self._pieces(theta)
-        Hf = profiled_hessian(b, theta) if exact else b.approximate_hessian(theta)
         g = b._gradient_pieces(theta, beta - self.shift, b._spherical(theta), traces=False)[1]
+        Hf = profiled_hessian(b, theta) if exact else b.approximate_hessian(theta)
         return unprofiled_hessian(Hf, g, pwrss, self.n, sigma)
 
     @cached_property
