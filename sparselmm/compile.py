@@ -82,18 +82,22 @@ def workloads():
             yield f"nested {n_groups} groups", formula, data, "dense"
         yield f"nested {n_groups} groups", NESTED[1], data, "sparse"
     for n_a in (60, _MANY):
-        data = _crossed(n_a, (4 if n_a < _MANY else _ROWS_EACH) * n_a, seed=n_a)
+        data = _crossed(n_a, 4 * n_a, seed=n_a)
         for formula in CROSSED:
             for backend in ("blocked", "sparse"):
                 yield f"crossed {n_a} levels", formula, data, backend
         # the choice of backend samples the Schur complement's fill when the trailing block is wide
         yield f"crossed {n_a} x 700 levels", CROSSED[0], _crossed(n_a, 8 * n_a, n_a, n_b=700), "auto"
+    # the crossproducts' parallel passes (their kernels have no size variants: one fit will do)
+    yield f"crossed {_MANY} levels", CROSSED[0], _crossed(_MANY, _ROWS_EACH * _MANY, seed=1), "blocked"
 
 
 def _exercise(result) -> None:
-    """What a user does after a fit, through the kernels: conditional variances and a bootstrap refit."""
+    """What a user does after a fit, through the kernels: conditional variances and (on the smaller
+    models: the same kernels) a bootstrap refit."""
     result.random_effects_sd
-    result.bootstrap(n=1, seed=0, n_jobs=1, progress=False)
+    if result.nobs < 50_000:
+        result.bootstrap(n=1, seed=0, n_jobs=1, progress=False)
 
 
 def _statsmodels_door() -> int:
@@ -151,6 +155,7 @@ def serial_signatures() -> list[dict]:
         key = kernels.Kernel(name, variant).key
         for args, cres in d.overloads.items():
             out.append({"key": key, "name": name, "variant": variant, "spec": [kernels._spec(t) for t in args],
+                        "returns": str(cres.signature.return_type),
                         "signature": base64.b64encode(pickle.dumps(cres.signature)).decode()})
     return out
 
@@ -238,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_aot:
         t0 = time.perf_counter()
         naot = _aot(results, jobs)
-        line += f"; {naot} serial signatures compiled ahead of time ({time.perf_counter() - t0:.1f} s)"
+        line += (f"; {naot} serial signatures compiled ahead of time ({time.perf_counter() - t0:.1f} s)" if naot >= 0
+                 else f"; the ahead-of-time modules of {-naot} serial signatures are up to date")
     print(f"{line}; {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -273,7 +279,15 @@ def _aot(results: list, jobs: int) -> int:
     for r in results:
         for e in r[3]:
             unique.setdefault((e["key"], json.dumps(e["spec"])), e)
-    entries = list(unique.values())
+    entries = sorted(unique.values(), key=lambda e: (e["key"], json.dumps(e["spec"])))
+    digest = _digest(entries)
+    try:
+        built = json.loads(kernels.AOT_INDEX.read_text())
+        modules = {m for entries_ in built["kernels"].values() for _, m, _ in entries_}
+        if built.get("digest") == digest and all(list(kernels.HERE.glob(f"{m}.*.so")) for m in modules):
+            return -len(entries)  # up to date
+    except (OSError, ValueError, KeyError):
+        pass
     for old in kernels.HERE.glob("_aot*"):
         old.unlink()
     parts = [entries[i::jobs] for i in range(jobs)]
@@ -291,8 +305,24 @@ def _aot(results: list, jobs: int) -> int:
     for i, part in enumerate(parts):
         for j, e in enumerate(part):
             index.setdefault(e["key"], []).append([e["spec"], f"_aot_{i}", f"{e['key']}__{j}"])
-    kernels.AOT_INDEX.write_text(json.dumps({"python": sys.version.split()[0], "kernels": index}))
+    kernels.AOT_INDEX.write_text(json.dumps({"python": sys.version.split()[0], "digest": digest, "kernels": index}))
     return len(entries)
+
+
+def _digest(entries: list[dict]) -> str:
+    """What the AOT modules are built from: the signatures, the kernels' sources, Python and Numba."""
+    import hashlib
+
+    import numba
+
+    from . import kernels
+
+    # the signatures as the kernels see them (their pickles differ from process to process)
+    h = hashlib.sha256(json.dumps([(e["key"], e["spec"], e["returns"]) for e in entries]).encode())
+    for source in sorted(kernels.HERE.glob("*.py")):
+        h.update(source.read_bytes())
+    h.update(f"{sys.version} {numba.__version__}".encode())
+    return h.hexdigest()
 
 
 if __name__ == "__main__":
