@@ -9,10 +9,16 @@ whose Numba dispatchers count what they compile.
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
+import pytest
+
+import sparselmm
+from sparselmm import kernels
 
 from .conftest import DATA
 
@@ -95,3 +101,43 @@ def test_moderate_fits_run_ahead_of_time_kernels_without_numba():
     assert jit.pop("numba") is True
     for backend, values in aot.items():
         np.testing.assert_allclose(values, jit[backend], rtol=1e-9, err_msg=backend)
+
+
+def test_import_is_light():
+    """``import sparselmm`` loads no Numba, CHOLMOD, formulaic, SciPy optimizers or statistics, nor
+    the statsmodels door."""
+    code = ("import sys, sparselmm; print(sorted(m for m in ('numba', 'sksparse', 'formulaic', 'scipy.optimize', "
+            "'scipy.stats', 'statsmodels', 'sparselmm.mixedlm', 'sparselmm.kernels.dense') if m in sys.modules "
+            "and type(sys.modules[m]).__name__ != '_LazyModule'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_a_nested_fit_loads_no_other_backends_kernels():
+    code = r"""
+import sys, warnings
+warnings.simplefilter("ignore")
+import sparselmm
+from sparselmm.datasets import NESTED_FORMULA, simulate_nested
+sparselmm.fit(NESTED_FORMULA, simulate_nested(20_000, seed=0))
+print(sorted(m for m in ("sksparse", "sparselmm.kernels.blocked", "sparselmm.kernels.sparse") if m in sys.modules))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_a_broken_ahead_of_time_build_falls_back_to_numba(tmp_path, monkeypatch):
+    """An AOT index naming modules that are not there (a stale or half-finished build) costs nothing
+    but the speed of start-up: the kernels come from Numba."""
+    index = tmp_path / "_aot.json"
+    entry = [[["<i8", 1, "C", False, True], "int64"], "_aot_missing", "counting_order__0"]
+    index.write_text(json.dumps({"python": platform.python_version(), "kernels": {"counting_order": [entry]}}))
+    monkeypatch.setattr(kernels, "AOT_INDEX", index)
+    monkeypatch.setattr(kernels, "_AOT", None)
+    monkeypatch.setattr(kernels, "_HANDLES", {})
+    assert kernels._aot_table() == {}
+    data = pd.read_csv(DATA / "sleepstudy.csv", dtype={"Subject": str})
+    fit = sparselmm.fit("Reaction ~ Days + (Days|Subject)", data)
+    assert fit.objective == pytest.approx(1743.6282719, abs=1e-6)  # lme4's REML criterion
