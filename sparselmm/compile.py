@@ -15,10 +15,13 @@ installed. Then:
   writable, Numba's per-user cache directory (``NUMBA_CACHE_DIR`` chooses
   another). A stale entry is recompiled; an unwritable cache costs only
   the compilation.
-* The serial signatures are also compiled ahead of time by ``numba.pycc``
-  into extension modules ``kernels/_aot_<i>`` with an index by argument
-  types (``kernels/_aot.json``), rebuilt only when the signatures, the
-  kernels' sources, Python or Numba change. A moderate model runs only
+* The serial signatures, recorded in ``kernels/signatures.json`` (``--record``
+  finds them anew, every kernel through Numba), are compiled ahead of time
+  by ``numba.pycc`` first, into extension modules ``kernels/_aot_<i>`` with
+  an index by argument types (``kernels/_aot.json``), rebuilt only when the
+  signatures, the kernels' sources, Python or Numba change; the battery then
+  compiles only the parallel kernels (92 s from scratch on 2 cores). A
+  signature the record lacks is compiled by Numba and reported. A moderate model runs only
   serial kernels, so its fit needs no Numba: importing Numba and its first
   dispatch cost 0.3 s, more than the fit. pycc compiles no parallel kernels
   (those stay with the JIT cache) and is pending deprecation: without a
@@ -46,6 +49,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+#: The serial kernel signatures the battery uses (``--record``), which the AOT modules are built from.
+SIGNATURES = Path(__file__).resolve().parent / "kernels" / "signatures.json"
 
 #: Groups (or levels) of the large models, 40 rows each: enough for the parallel kernels
 #: (``kernels.PARALLEL_MIN_WORK`` groups, ``crossprod.PARALLEL_MIN_ROWS`` rows).
@@ -221,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes compiling at once (default: the cores, at most 4)")
     parser.add_argument("--quiet", action="store_true", help="one line of summary only")
     parser.add_argument("--no-aot", action="store_true", help="the JIT cache only, no ahead-of-time modules")
+    parser.add_argument("--record", action="store_true",
+                        help="find the serial signatures anew (every kernel through Numba) and record them in "
+                             "kernels/signatures.json, which the AOT build reads")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # "i/n": one worker's share, JSON out
     parser.add_argument("--aot-part", help=argparse.SUPPRESS)  # "FILE i": build the AOT module _aot_i
     args = parser.parse_args(argv)
@@ -236,23 +245,61 @@ def main(argv: list[str] | None = None) -> int:
     # bytecode too: where PYTHONDONTWRITEBYTECODE is set, imports would compile the sources each time
     compileall.compile_dir(os.path.dirname(os.path.abspath(__file__)), quiet=1)
     jobs = max(1, args.jobs)
-    env = dict(os.environ, SPARSELMM_NO_AOT="1")  # every kernel through Numba: the JIT cache, the signatures
-    results = _workers([[sys.executable, "-m", "sparselmm.compile", "--part", f"{i}/{jobs}"]
-                        + (["--quiet"] if args.quiet else []) for i in range(jobs)], env)
+
+    def battery(aot: bool) -> list | None:
+        env = dict(os.environ) if aot else dict(os.environ, SPARSELMM_NO_AOT="1")
+        return _workers([[sys.executable, "-m", "sparselmm.compile", "--part", f"{i}/{jobs}"]
+                         + (["--quiet"] if args.quiet else []) for i in range(jobs)], env)
+
+    notes = []
+    recorded = None if args.no_aot or args.record else _recorded()
+    if recorded is not None:
+        # the serial kernels ahead of time first: the battery then compiles only the parallel ones
+        notes.append(_aot(recorded, jobs))
+        results = battery(aot=True)
+        missing = _merge(results)
+        if missing:
+            notes.append(f"{len(missing)} serial signatures not in kernels/signatures.json (compiled by Numba; "
+                         f"`python -m sparselmm.compile --record` adds them)")
+    else:  # every kernel through Numba: the JIT cache, and the serial signatures the AOT modules take
+        results = battery(aot=False)
+        if not args.no_aot:
+            entries = _merge(results)
+            if args.record:
+                import numba
+
+                SIGNATURES.write_text(json.dumps({"numba": numba.__version__, "entries": entries}, indent=0) + "\n")
+                notes.append(f"{len(entries)} serial signatures recorded in kernels/signatures.json")
+            notes.append(_aot(entries, jobs))
     if results is None:
         return 1
     nfits = sum(r[0] for r in results)
     hits = sum(r[1] for r in results)
     compiled = {c for r in results for c in r[2]}
-    line = (f"sparselmm.compile: {nfits} fits in {jobs} processes, {len(compiled)} kernel signatures compiled, "
-            f"{hits} loaded from the cache")
-    if not args.no_aot:
-        t0 = time.perf_counter()
-        naot = _aot(results, jobs)
-        line += (f"; {naot} serial signatures compiled ahead of time ({time.perf_counter() - t0:.1f} s)" if naot >= 0
-                 else f"; the ahead-of-time modules of {-naot} serial signatures are up to date")
-    print(f"{line}; {time.perf_counter() - start:.1f} s")
+    print("; ".join([f"sparselmm.compile: {nfits} fits in {jobs} processes, {len(compiled)} kernel signatures "
+                     f"compiled by Numba, {hits} loaded from its cache", *notes,
+                     f"{time.perf_counter() - start:.1f} s"]))
     return 0
+
+
+def _recorded() -> list[dict] | None:
+    """The serial signatures in ``kernels/signatures.json``, if they were recorded with this Numba."""
+    import numba
+
+    try:
+        data = json.loads(SIGNATURES.read_text())
+    except (OSError, ValueError):
+        return None
+    return data["entries"] if data.get("numba") == numba.__version__ else None
+
+
+def _merge(results: list | None) -> list[dict]:
+    """The workers' serial signatures, each once, in a stable order."""
+    unique = {}
+    for r in results or []:
+        for e in r[3]:
+            unique.setdefault((e["key"], json.dumps(e["spec"])), e)
+    return sorted(unique.values(), key=lambda e: (e["key"], json.dumps(e["spec"])))
 
 
 def _workers(commands: list[list[str]], env: dict) -> list | None:
@@ -274,24 +321,20 @@ def _workers(commands: list[list[str]], env: dict) -> list | None:
     return out
 
 
-def _aot(results: list, jobs: int) -> int:
-    """Build the AOT modules of the workers' serial signatures in ``jobs`` processes, then the index
-    the kernels read (``kernels._aot.json``)."""
+def _aot(entries: list[dict], jobs: int) -> str:
+    """Build the AOT modules of the serial signatures in ``jobs`` processes, then the index the
+    kernels read (``kernels/_aot.json``); nothing when they are up to date. Says what it did."""
     import tempfile
 
     from . import kernels
 
-    unique = {}
-    for r in results:
-        for e in r[3]:
-            unique.setdefault((e["key"], json.dumps(e["spec"])), e)
-    entries = sorted(unique.values(), key=lambda e: (e["key"], json.dumps(e["spec"])))
+    start = time.perf_counter()
     digest = _digest(entries)
     try:
         built = json.loads(kernels.AOT_INDEX.read_text())
         modules = {m for entries_ in built["kernels"].values() for _, m, _ in entries_}
         if built.get("digest") == digest and all(list(kernels.HERE.glob(f"{m}.*.so")) for m in modules):
-            return -len(entries)  # up to date
+            return f"the ahead-of-time modules of {len(entries)} serial signatures are up to date"
     except (OSError, ValueError, KeyError):
         pass
     for old in kernels.HERE.glob("_aot*"):
@@ -305,14 +348,13 @@ def _aot(results: list, jobs: int) -> int:
             commands.append([sys.executable, "-m", "sparselmm.compile", "--aot-part", f"{path} {i}"])
         procs = [subprocess.Popen(c) for c in commands]
         if any(p.wait() != 0 for p in procs):
-            print("sparselmm.compile: an AOT build failed; the JIT cache serves", file=sys.stderr)
-            return 0
+            return "the ahead-of-time build FAILED: Numba compiles the serial kernels"
     index: dict = {}
     for i, part in enumerate(parts):
         for j, e in enumerate(part):
             index.setdefault(e["key"], []).append([e["spec"], f"_aot_{i}", f"{e['key']}__{j}"])
     kernels.AOT_INDEX.write_text(json.dumps({"python": sys.version.split()[0], "digest": digest, "kernels": index}))
-    return len(entries)
+    return f"{len(entries)} serial signatures compiled ahead of time ({time.perf_counter() - start:.1f} s)"
 
 
 def _digest(entries: list[dict]) -> str:

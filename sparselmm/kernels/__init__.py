@@ -111,11 +111,18 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+#: Kernels whose parallel form has no fixed-size variants: the per-group triangular solve, the
+#: inverse and the level sums (the EM step's, once a fit), a small share of a fit against the
+#: factorizations and gradients, where the unrolled loops pay; each variant would cost some
+#: seconds of ``python -m sparselmm.compile``.
+_GENERIC_WHEN_PARALLEL = {"dense_back_solve", "dense_inverse", "dense_level_sums"}
+
+
 def pick(kernel: Kernel, work: int, size: int = 0) -> Kernel:
     """``kernel`` for ``work`` ≥ PARALLEL_MIN_WORK pieces of work, else its serial twin; with
     0 < ``size`` ≤ MAX_FIXED_SIZE the variant compiled for ``QFIX = size`` (``common.QFIX``)."""
     parallel = work >= PARALLEL_MIN_WORK
-    size = size if size <= MAX_FIXED_SIZE else 0
+    size = size if size <= MAX_FIXED_SIZE and not (parallel and kernel.name in _GENERIC_WHEN_PARALLEL) else 0
     if parallel and not size:
         return kernel
     return _handle(kernel.name, (parallel, size))
