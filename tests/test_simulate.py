@@ -12,8 +12,10 @@ import sparselmm
 from sparselmm.datasets import (
     CROSSED_FORMULA,
     NESTED_FORMULA,
+    RATINGS_FORMULA,
     simulate_crossed,
     simulate_nested,
+    simulate_ratings,
 )
 
 
@@ -175,3 +177,44 @@ def test_crossed_formula_fits():
     z = (result.fe_params[truth.index] - truth) / result.bse_fe[truth.index]
     assert (z.abs() < 4).all(), z
     assert abs(result.sigma - 1.0) < 0.05
+
+
+# --- ratings (MovieLens-shaped) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ratings() -> pd.DataFrame:
+    return simulate_ratings(100_000, 3_000, 600, seed=1)
+
+
+def test_ratings_shape_levels_and_determinism(ratings):
+    assert list(ratings.columns) == ["rating", "user", "item"] and len(ratings) == 100_000
+    assert ratings.user.nunique() == 3_000 and ratings.item.nunique() == 600  # every level occurs
+    assert list(ratings.user.cat.categories[:2]) == ["u0000", "u0001"]
+    pd.testing.assert_frame_equal(ratings, simulate_ratings(100_000, 3_000, 600, seed=1))
+    assert not ratings.rating.equals(simulate_ratings(100_000, 3_000, 600, seed=2).rating)
+
+
+def test_ratings_activity_and_popularity_are_power_laws(ratings):
+    """Like MovieLens-1M: the busiest user and the most popular item about 13× the mean."""
+    for column in ("user", "item"):
+        counts = ratings[column].value_counts()
+        assert 9 < counts.max() / counts.mean() < 16, column
+        top = counts.iloc[: len(counts) // 5].sum() / len(ratings)
+        assert 0.5 < top < 0.7, column
+
+
+def test_ratings_fit_recovers_the_generating_model(ratings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sparselmm.fit(RATINGS_FORMULA, ratings, reml=False)
+    sd = dict(zip(fit.varcorr.grp, fit.varcorr.sdcor))
+    assert sd["user"] == pytest.approx(0.45, rel=0.06)
+    assert sd["item"] == pytest.approx(0.5, rel=0.12)  # 600 items: the item sd's own error is ~3 %
+    assert sd["Residual"] == pytest.approx(0.85, rel=0.01)
+    assert fit.fe_params["(Intercept)"] == pytest.approx(3.5, abs=0.1)
+
+
+@pytest.mark.parametrize("args", [(10, 20, 5), (10, 5, 0), (0, 1, 1)])
+def test_ratings_bad_sizes_are_refused(args):
+    with pytest.raises(ValueError, match="must be at least"):
+        simulate_ratings(*args)

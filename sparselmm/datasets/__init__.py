@@ -11,9 +11,18 @@ from importlib import resources
 
 import pandas as pd
 
-from .simulate import CROSSED_FORMULA, NESTED_FORMULA, simulate_crossed, simulate_nested
+from .simulate import (
+    CROSSED_FORMULA,
+    NESTED_FORMULA,
+    RATINGS_FORMULA,
+    RATINGS_SHAPES,
+    simulate_crossed,
+    simulate_nested,
+    simulate_ratings,
+)
 
-__all__ = ["CROSSED_FORMULA", "NESTED_FORMULA", "load_insteval", "simulate_crossed", "simulate_nested"]
+__all__ = ["CROSSED_FORMULA", "NESTED_FORMULA", "RATINGS_FORMULA", "RATINGS_SHAPES", "load_insteval",
+           "simulate_crossed", "simulate_nested", "simulate_ratings"]
 
 _INSTEVAL_FACTORS = ["s", "d", "studage", "lectage", "service", "dept"]
 
