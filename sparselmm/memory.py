@@ -45,10 +45,12 @@ def memory_limit(max_memory: int | float | None) -> float:
     return float(avail) if avail else float("inf")
 
 
-def refuse(what: str, nbytes: float, limit: float, advice: str) -> None:
-    """Raise :class:`ModelSizeError` saying how large, against what, and what to change."""
+def refuse(what: str, nbytes: float, limit: float, advice: str, at_least: bool = False) -> None:
+    """Raise :class:`ModelSizeError` saying how large (``at_least``: a lower bound, counting stopped
+    at the limit), against what, and what to change."""
+    need = f"more than {nbytes / 2**30:.2f} GiB" if at_least else f"about {nbytes / 2**30:.2f} GiB"
     raise ModelSizeError(
-        f"{what} would need about {nbytes / 2**30:.2f} GiB, more than the {limit / 2**30:.2f} GiB allowed. "
+        f"{what} would need {need}, more than the {limit / 2**30:.2f} GiB allowed. "
         f"{advice} To try anyway, pass a larger max_memory (in bytes).",
         nbytes=int(nbytes),
     )

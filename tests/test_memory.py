@@ -77,3 +77,28 @@ def test_mixedlm_max_memory():
                                            vc_formula={"a": "0 + C(a)", "b": "0 + C(b)"}, max_memory=1e6)
     with pytest.raises(ModelSizeError):
         model.fit()
+
+
+def test_cholmod_too_large_becomes_a_size_error():
+    """The issue's case: 10⁶ ratings of 150,000 users × 150,000 items. CHOLMOD's own symbolic analysis
+    overflows under the natural ordering ("problem too large"); the user gets sparselmm's size error,
+    with a lower bound of the factor's size."""
+    from sparselmm.datasets import RATINGS_FORMULA, simulate_ratings
+
+    data = simulate_ratings(1_000_000, 150_000, 150_000, seed=0)
+    with pytest.raises(ModelSizeError, match=r"sparse Cholesky factor .*user \(150000 levels\).*more than .* GiB"):
+        sparselmm.fit(RATINGS_FORMULA, data, reml=False)
+
+
+def test_every_ordering_refused_by_cholmod_is_a_size_error(monkeypatch):
+    """Whichever CHOLMOD error ends an ordering's analysis, the size comes from sparselmm's own count."""
+    from sksparse import cholmod
+
+    def analyze(A, **kw):
+        error = cholmod.CholmodTooLargeError if kw["ordering_method"] == "natural" else cholmod.CholmodOutOfMemoryError
+        raise error("problem too large")
+
+    monkeypatch.setattr(cholmod, "analyze", analyze)
+    with pytest.raises(ModelSizeError, match=r"CHOLMOD could not analyze .*a \(400 levels\).*at least [0-9,]+ entries") as err:
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), backend="sparse")
+    assert err.value.nbytes > 0

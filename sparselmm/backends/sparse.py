@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
+from ..errors import ModelSizeError
 from ..lapack import cholesky_inverse
 from ..memory import DENSE_BYTES_PER_ENTRY, SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
@@ -117,14 +118,24 @@ class SparseBackend(ProfiledBackend):
         best, smallest = None, np.inf
         from sksparse import cholmod  # CHOLMOD: imported when this backend is first built
 
-        for ordering in ORDERINGS:
-            factor = cholmod.analyze(self._A, mode="supernodal", ordering_method=ordering)
-            perm = factor.P()
+        def fill(perm):
+            """The lower triangle of P A P' (int64 CSC), its elimination tree, nnz(L) and L's column
+            counts (none when nnz(L) exceeds what memory allows: nnz is then a lower bound)."""
             lower = sp.tril(full[perm][:, perm]).tocsc()
             lower.sort_indices()
             indptr, indices = lower.indptr.astype(np.int64), lower.indices.astype(np.int64)
             parent = kernels.etree(indptr, indices)
-            nnz, counts = kernels.column_counts(indptr, indices, parent, max_entries)
+            return (indptr, indices, parent, *kernels.column_counts(indptr, indices, parent, max_entries))
+
+        for ordering in ORDERINGS:
+            try:
+                factor = cholmod.analyze(self._A, mode="supernodal", ordering_method=ordering)
+            except (cholmod.CholmodTooLargeError, cholmod.CholmodOutOfMemoryError):
+                # CHOLMOD's own limit (its symbolic factor overflows): size it ourselves for the message
+                if ordering == "natural":
+                    smallest = min(smallest, fill(np.arange(self.layout.q))[3])
+                continue
+            indptr, indices, parent, nnz, counts = fill(factor.P())
             smallest = min(smallest, nnz)
             if len(counts) == 0:
                 continue  # this ordering's factor is too large
@@ -138,10 +149,16 @@ class SparseBackend(ProfiledBackend):
                 best = (cost, factor, ordering, (lptr, lidx), split)
         if best is None:
             terms = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in self.layout.terms)
-            refuse(f"The sparse Cholesky factor of this model (terms {terms}; at least {smallest:,.0f} entries)",
-                   smallest * SPARSE_BYTES_PER_ENTRY, self._limit,
-                   "Crossed factors with many levels fill a dense block: reduce the levels of the smaller crossed "
-                   "factors (or drop, nest or merge a term).")
+            need = smallest * SPARSE_BYTES_PER_ENTRY
+            advice = ("Crossed factors with many levels fill a dense block: reduce the levels of the smaller "
+                      "crossed factors (or drop, nest or merge a term).")
+            if need < self._limit:  # within memory, but CHOLMOD's own analysis refused every ordering
+                raise ModelSizeError(f"CHOLMOD could not analyze the sparse Cholesky factor of this model (terms "
+                                     f"{terms}; at least {smallest:,.0f} entries, {need / 2**30:.2f} GiB): "
+                                     f"it is too large for CHOLMOD. {advice}", nbytes=int(need))
+            capped = need >= self._limit  # the count stopped at the limit: a lower bound
+            refuse(f"The sparse Cholesky factor of this model (terms {terms}; more than {smallest:,.0f} entries)",
+                   need, self._limit, advice, at_least=capped)
         return best[1:]
 
     def _factor(self, theta):
