@@ -40,6 +40,7 @@ curvature), :func:`bfgs` continues from the best point.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,7 +132,32 @@ def projected_gradient(theta: np.ndarray, g: np.ndarray, lower: np.ndarray) -> n
     return theta - np.maximum(theta - g, lower)
 
 
-def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter: int = 2000) -> OptSummary:
+#: With ``progress=None``, a fit reports its iterations once an evaluation of the objective has
+#: taken this long (seconds): such a fit takes some seconds to minutes.
+PROGRESS_AFTER = 1.0
+
+
+class _Progress:
+    """One line per gradient evaluation (about an iteration) on standard error: objective, largest
+    gradient component, seconds per iteration so far."""
+
+    def __init__(self, enabled: bool | None):
+        self.enabled, self.start, self.last = enabled, time.perf_counter(), np.nan
+
+    def objective(self, value: float, seconds: float) -> None:
+        self.last = value
+        if self.enabled is None:  # decided by the first evaluation's time
+            self.enabled = seconds > PROGRESS_AFTER
+
+    def gradient(self, n: int, g: np.ndarray) -> None:
+        if self.enabled:
+            per = (time.perf_counter() - self.start) / n
+            print(f"sparselmm: iteration {n}: objective {self.last:.6f}, |gradient| {np.abs(g).max(initial=0):.1e}, "
+                  f"{per:.1f} s per iteration", file=sys.stderr, flush=True)
+
+
+def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter: int = 2000,
+             progress: bool | None = False) -> OptSummary:
     """Minimize the problem's objective over θ ≥ lower from ``theta0``.
 
     Parameters
@@ -147,6 +173,9 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
         scipy's bounded derivative-free methods.
     maxiter : int
         Iteration limit of each phase.
+    progress : bool or None
+        A line per iteration on standard error (:class:`_Progress`); None: when the first
+        evaluation takes more than PROGRESS_AFTER seconds.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -158,9 +187,13 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
     domain = problem.canonical or (lambda theta: np.maximum(theta, lower))
     best = [domain(summary.theta0), np.inf]
 
+    report = _Progress(progress)
+
     def f(theta):
         theta = domain(theta)
+        t0 = time.perf_counter()
         value = float(problem.objective(theta))
+        report.objective(value, time.perf_counter() - t0)
         summary.path.append((theta.copy(), value))
         summary.nfev += 1
         if np.isfinite(value) and value < best[1]:
@@ -173,6 +206,7 @@ def optimize(problem: Problem, theta0: np.ndarray, method: str = "auto", maxiter
         summary.ngrad += 1
         theta = domain(theta)
         last_grad[:] = [theta.copy(), problem.gradient(theta)]
+        report.gradient(summary.ngrad, last_grad[1])
         return last_grad[1]
 
     def gradient_phase(x):

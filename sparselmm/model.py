@@ -114,7 +114,7 @@ class LinearMixedModel:
         """ML deviance (-2 log L) or REML criterion at θ (lme4's ``devfun``)."""
         return self.backend.objective(np.asarray(theta, dtype=float))
 
-    def fit(self, method: str = "auto", theta0=None, maxiter: int = 2000) -> LMMResults:
+    def fit(self, method: str = "auto", theta0=None, maxiter: int = 2000, progress: bool | None = None) -> LMMResults:
         """Minimize the objective over θ and return the results.
 
         ``method="auto"``: one EM step, then Newton's method on the analytic
@@ -122,12 +122,14 @@ class LinearMixedModel:
         (see :mod:`sparselmm.driver`);
         ``maxiter`` bounds each phase. A fit that does not converge warns
         (:class:`~sparselmm.errors.ConvergenceWarning`) and says so in
-        ``converged`` and ``message``.
+        ``converged`` and ``message``. ``progress``: a line per iteration on standard error
+        (objective, gradient, time per iteration); None (default) for fits whose first evaluation
+        takes over a second.
         """
         start = time.perf_counter()
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
         with fit_blas_threads(self.backend.blas_threads), without_hugepage_advice():
-            opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter)
+            opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter, progress=progress)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
         if not opt.converged:
             warnings.warn(f"the optimizer did not converge: {opt.message}", ConvergenceWarning, stacklevel=2)
@@ -137,7 +139,8 @@ class LinearMixedModel:
 
 
 def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto",
-        missing: str = "drop", backend: str = "auto", max_memory: float | None = None) -> LMMResults:
+        missing: str = "drop", backend: str = "auto", max_memory: float | None = None,
+        progress: bool | None = None) -> LMMResults:
     """Fit a linear mixed model given by an lme4 formula.
 
     Parameters
@@ -159,10 +162,13 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
         Solver (see :class:`LinearMixedModel`).
     max_memory : float, optional
         Bytes the factor may take (see :class:`LinearMixedModel`).
+    progress : bool, optional
+        A line per iteration on standard error; default: for fits whose first evaluation takes
+        over a second (see :meth:`LinearMixedModel.fit`).
 
     Returns
     -------
     LMMResults
     """
     model = LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend, max_memory=max_memory)
-    return model.fit(method=method)
+    return model.fit(method=method, progress=progress)

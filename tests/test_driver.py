@@ -161,3 +161,26 @@ def test_non_convergence_is_reported():
     assert not result.converged
     assert any(issubclass(w.category, sparselmm.ConvergenceWarning) for w in caught)
     assert "NOT converged" in str(result.summary())
+
+
+def test_progress_lines_report_the_iterations(capsys, monkeypatch):
+    """progress=True: a line per gradient evaluation, with the objective just evaluated and the
+    largest gradient component; None: only for slow evaluations (here made slow by the threshold)."""
+    import sparselmm.driver as driver
+
+    f, g = quadratic(CENTER)
+    problem = Problem(f, np.array([0.0, -np.inf, 0.0]), g)
+    opt = optimize(problem, np.ones(3), method="bfgs", progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == opt.ngrad
+    values = {f"{v:.6f}" for _, v in opt.path}
+    for line in lines:
+        assert line.startswith("sparselmm: iteration ") and "s per iteration" in line
+        assert line.split("objective ")[1].split(",")[0] in values
+    assert lines[-1].split("|gradient| ")[1].split(",")[0] == f"{np.abs(g(opt.theta)).max():.1e}"
+    optimize(problem, np.ones(3), method="bfgs")  # the default, False: quiet
+    optimize(problem, np.ones(3), method="bfgs", progress=None)  # fast evaluations: quiet
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(driver, "PROGRESS_AFTER", -1.0)  # every evaluation counts as slow
+    optimize(problem, np.ones(3), method="bfgs", progress=None)
+    assert capsys.readouterr().err.count("sparselmm: iteration") > 0
