@@ -102,3 +102,19 @@ def test_every_ordering_refused_by_cholmod_is_a_size_error(monkeypatch):
     with pytest.raises(ModelSizeError, match=r"CHOLMOD could not analyze .*a \(400 levels\).*at least [0-9,]+ entries") as err:
         sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), backend="sparse")
     assert err.value.nbytes > 0
+
+
+def test_auto_refuses_a_dense_schur_block_without_cholmod(monkeypatch):
+    """Crossed factors whose block after the first term is dense and too large for memory even as a
+    sparse factor: "auto" refuses at once, from the block's density, without CHOLMOD's analysis."""
+    from sksparse import cholmod
+
+    monkeypatch.setattr(cholmod, "analyze", lambda *a, **k: pytest.fail("CHOLMOD's analysis was run"))
+    data = crossed(n=40_000, la=400, lb=300)  # every a meets nearly every b: the 300-block is dense
+    with pytest.raises(ModelSizeError, match=r"order 300 that is 100% full: about 45,150 entries") as err:
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", data, max_memory=1e6)
+    assert err.value.nbytes == 45_150 * sparselmm.memory.SPARSE_BYTES_PER_ENTRY
+    # backend="sparse" still lets CHOLMOD try (here: refused by its own count, after the analysis)
+    monkeypatch.undo()
+    with pytest.raises(ModelSizeError, match="sparse Cholesky factor"):
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", data, max_memory=1e6, backend="sparse")

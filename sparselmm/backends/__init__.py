@@ -12,7 +12,7 @@ import numpy as np
 
 from ..crossprod import Crossprod
 from ..design import Layout
-from ..memory import memory_limit
+from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
 from .blocked import BlockedBackend, schur_density
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
@@ -60,8 +60,32 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
     if sizes is not None and len(sizes) > 1 and sizes.max() <= MAX_GROUP_SIZE:
         return DenseBackend(layout, cp, reml, col_group, max_memory)
     m = layout.q - int(layout.col_offset[1])
-    fits = BlockedBackend.dense_bytes(layout) <= memory_limit(max_memory)
+    limit = memory_limit(max_memory)
+    fits = BlockedBackend.dense_bytes(layout) <= limit
     if fits and (m <= BLOCKED_SMALL_ORDER or (m <= BLOCKED_MAX_ORDER
                                                and schur_density(layout, cp) >= BLOCKED_MIN_DENSITY)):
         return BlockedBackend(layout, cp, reml, max_memory)
+    if not fits:
+        _refuse_dense_schur(layout, cp, m, limit)
     return SparseBackend(layout, cp, reml, max_memory)
+
+
+#: A block after the first term this full is filled in by any Cholesky factor: "auto" sizes the
+#: factor from it at once, without CHOLMOD's symbolic analysis (minutes on 25M rows).
+DENSE_SCHUR = 0.5
+
+
+def _refuse_dense_schur(layout: Layout, cp: Crossprod, m: int, limit: float) -> None:
+    """Refuse a model whose block after the first term is dense and too large for memory, as a
+    sparse factor too: at least its lower triangle is in the factor."""
+    density = schur_density(layout, cp)
+    entries = density * m * (m + 1) / 2
+    if density >= DENSE_SCHUR and entries * SPARSE_BYTES_PER_ENTRY > limit:
+        rest = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in layout.terms[1:])
+        refuse(f"The Cholesky factor of this model (after {layout.terms[0].group} "
+               f"({layout.terms[0].nlevels} levels), {rest} leave a block of order {m:,} that is "
+               f"{density:.0%} full: about {entries:,.0f} entries as a sparse factor, "
+               f"{BlockedBackend.dense_bytes(layout) / 2**30:.1f} GiB as a dense one)",
+               entries * SPARSE_BYTES_PER_ENTRY, limit,
+               "Reduce the levels of the smaller crossed factors (or drop, nest or merge a term); "
+               "backend='sparse' lets CHOLMOD's analysis try its orderings.")
