@@ -82,8 +82,8 @@ def _refuse_dense_schur(layout: Layout, cp: Crossprod, m: int, limit: float) -> 
     entries = density * m * (m + 1) / 2
     if density >= DENSE_SCHUR and entries * SPARSE_BYTES_PER_ENTRY > limit:
         rest = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in layout.terms[1:])
-        refuse(f"The Cholesky factor of this model (after {layout.terms[0].group} "
-               f"({layout.terms[0].nlevels} levels), {rest} leave a block of order {m:,} that is "
+        refuse(f"The Cholesky factor of this model (with {layout.terms[0].group} "
+               f"({layout.terms[0].nlevels} levels) eliminated, {rest} leave a block of order {m:,} that is "
                f"{density:.0%} full: about {entries:,.0f} entries as a sparse factor, "
                f"{BlockedBackend.dense_bytes(layout) / 2**30:.1f} GiB as a dense one)",
                entries * SPARSE_BYTES_PER_ENTRY, limit,
