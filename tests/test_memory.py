@@ -111,10 +111,22 @@ def test_auto_refuses_a_dense_schur_block_without_cholmod(monkeypatch):
 
     monkeypatch.setattr(cholmod, "analyze", lambda *a, **k: pytest.fail("CHOLMOD's analysis was run"))
     data = crossed(n=40_000, la=400, lb=300)  # every a meets nearly every b: the 300-block is dense
-    with pytest.raises(ModelSizeError, match=r"order 300 that is 100% full: about 45,150 entries") as err:
+    with pytest.raises(ModelSizeError, match=r"order 300 that is 100% full: about 45,150 entries.*"
+                                             r"an iteration on this machine") as err:
         sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", data, max_memory=1e6)
     assert err.value.nbytes == 45_150 * sparselmm.memory.SPARSE_BYTES_PER_ENTRY
     # backend="sparse" still lets CHOLMOD try (here: refused by its own count, after the analysis)
     monkeypatch.undo()
     with pytest.raises(ModelSizeError, match="sparse Cholesky factor"):
         sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", data, max_memory=1e6, backend="sparse")
+
+
+def test_dense_cost_is_measured_on_this_machine():
+    """The dense rate is a measurement (a Cholesky factorization of order 1,024), and the time of an
+    iteration the m³ flops of a factorization and an inverse at that rate."""
+    from sparselmm.cost import dense_iteration_seconds, dense_rate, format_seconds
+
+    rate = dense_rate()
+    assert 1e8 < rate < 1e13  # between a slow core's reference BLAS and a large server's
+    assert dense_iteration_seconds(2000) == pytest.approx(2000.0 ** 3 / rate)
+    assert [format_seconds(s) for s in (5, 600, 36_000)] == ["5 s", "10 min", "10.0 h"]

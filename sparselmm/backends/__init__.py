@@ -12,6 +12,7 @@ import numpy as np
 
 from ..crossprod import Crossprod
 from ..design import Layout
+from ..cost import dense_iteration_seconds, format_seconds
 from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
 from .blocked import BlockedBackend, schur_density
@@ -85,7 +86,8 @@ def _refuse_dense_schur(layout: Layout, cp: Crossprod, m: int, limit: float) -> 
         refuse(f"The Cholesky factor of this model (with {layout.terms[0].group} "
                f"({layout.terms[0].nlevels} levels) eliminated, {rest} leave a block of order {m:,} that is "
                f"{density:.0%} full: about {entries:,.0f} entries as a sparse factor, "
-               f"{BlockedBackend.dense_bytes(layout) / 2**30:.1f} GiB as a dense one)",
+               f"{BlockedBackend.dense_bytes(layout) / 2**30:.1f} GiB and some "
+               f"{format_seconds(dense_iteration_seconds(m))} an iteration on this machine as a dense one)",
                entries * SPARSE_BYTES_PER_ENTRY, limit,
                "Reduce the levels of the smaller crossed factors (or drop, nest or merge a term); "
                "backend='sparse' lets CHOLMOD's analysis try its orderings.")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ..cost import dense_iteration_seconds, format_seconds
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky, cholesky_inverse, triangular_solve
@@ -101,7 +102,8 @@ class BlockedBackend(ProfiledBackend):
         limit = memory_limit(max_memory)
         if nbytes > limit:
             rest = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in layout.terms[1:])
-            refuse(f"The dense block of order {m:,} after {layout.terms[0].group} (terms {rest})", nbytes, limit,
+            refuse(f"The dense block of order {m:,} after {layout.terms[0].group} (terms {rest}; some "
+                   f"{format_seconds(dense_iteration_seconds(m))} an iteration on this machine)", nbytes, limit,
                    "Use backend='sparse', or fewer levels in the smaller crossed factors.")
         self._q1, self._p1 = q1, p1
         lptr, lidx, self._ptr, self._src, self._t1, self._t2 = _lower_pattern(layout, cp)
