@@ -303,8 +303,8 @@ def _merge(results: list | None) -> list[dict]:
 
 
 def _workers(commands: list[list[str]], env: dict) -> list | None:
-    """Run the commands at once; their last stdout lines as JSON (None if one failed). Lines that
-    start with two spaces are progress, passed through."""
+    """Run the commands at once; their last stdout lines as JSON, None for one that printed nothing
+    (None in all if one failed). Lines that start with two spaces are progress, passed through."""
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True, env=env) for c in commands]
     out = []
     for proc in procs:
@@ -346,8 +346,7 @@ def _aot(entries: list[dict], jobs: int) -> str:
             path = Path(tmp) / f"part{i}.json"
             path.write_text(json.dumps(part))
             commands.append([sys.executable, "-m", "sparselmm.compile", "--aot-part", f"{path} {i}"])
-        procs = [subprocess.Popen(c) for c in commands]
-        if any(p.wait() != 0 for p in procs):
+        if _workers(commands, dict(os.environ)) is None:
             return "the ahead-of-time build FAILED: Numba compiles the serial kernels"
     index: dict = {}
     for i, part in enumerate(parts):

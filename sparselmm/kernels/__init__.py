@@ -57,6 +57,11 @@ HERE = Path(__file__).resolve().parent
 AOT_INDEX = HERE / "_aot.json"
 
 
+def variant_name(name: str, parallel: bool, size: int) -> str:
+    """The name of a kernel's variant (``common.variant``), its key in the AOT index too."""
+    return name + ("" if parallel else "_serial") + (f"_q{size}" if size else "")
+
+
 class Kernel:
     """A kernel by name: as written (``variant`` None), or a (parallel, size) variant (:func:`pick`)."""
 
@@ -70,10 +75,7 @@ class Kernel:
     @property
     def key(self) -> str:
         """The compiled function's name: ``dense_factor``, ``dense_factor_serial_q2``, ..."""
-        if self.variant is None:
-            return self.name
-        parallel, size = self.variant
-        return self.name + ("" if parallel else "_serial") + (f"_q{size}" if size else "")
+        return self.name if self.variant is None else variant_name(self.name, *self.variant)
 
     def jit(self):
         """The Numba dispatcher (imports Numba)."""

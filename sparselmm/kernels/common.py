@@ -7,6 +7,9 @@ import types
 import numba as nb
 import numpy as np
 
+from . import variant_name
+
+
 @nb.njit(cache=True, inline="always")
 def _find(indices, start, stop, row):
     """Position of ``row`` in the sorted ``indices[start:stop]`` (or -1)."""
@@ -47,10 +50,10 @@ def _variant(kernel, parallel: bool, size: int):
     """``kernel`` compiled with or without ``parallel`` (``prange`` then runs as ``range``) and with
     the global ``QFIX = size``: each combination is its own function, with its own cache entry."""
     py = kernel.py_func
-    suffix = ("" if parallel else "_serial") + (f"_q{size}" if size else "")
+    name = variant_name(py.__name__, parallel, size)
     scope = py.__globals__ if not size else dict(py.__globals__, QFIX=size)
-    f = types.FunctionType(py.__code__, scope, py.__name__ + suffix, py.__defaults__, py.__closure__)
-    f.__qualname__ = py.__qualname__ + suffix
+    f = types.FunctionType(py.__code__, scope, name, py.__defaults__, py.__closure__)
+    f.__qualname__ = py.__qualname__[: -len(py.__name__)] + name
     f.__doc__ = py.__doc__
     return nb.njit(cache=True, parallel=parallel)(f)
 
