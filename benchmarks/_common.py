@@ -32,6 +32,17 @@ SIZES = [10_000, 100_000, 1_000_000]
 FIT_TIMEOUT = 1800.0
 
 
+class OneSample:
+    """asv settings of a benchmark whose every call is one whole fit (or more): one sample, no
+    warm-up rounds (``setup`` warms the JIT and loads the data)."""
+
+    timeout = FIT_TIMEOUT
+    number = 1
+    repeat = 1
+    rounds = 1
+    warmup_time = 0.0
+
+
 @lru_cache(maxsize=4)
 def dataset(name: str) -> tuple[str, pd.DataFrame]:
     """(formula, data frame) of a named data set."""

@@ -16,17 +16,12 @@ import warnings
 
 import sparselmm
 
-from ._common import FIT_TIMEOUT, dataset, warm_jit
+from ._common import OneSample, dataset, warm_jit
 
 
-class InstEvalFit:
+class InstEvalFit(OneSample):
     params = [True, False]
     param_names = ["reml"]
-    timeout = FIT_TIMEOUT
-    number = 1
-    repeat = 1
-    rounds = 1
-    warmup_time = 0.0
 
     def setup(self, reml):
         self.formula, self.data = dataset("insteval")

@@ -21,7 +21,7 @@ import numpy as np
 
 import sparselmm
 
-from ._common import FIT_TIMEOUT, dataset, warm_jit
+from ._common import OneSample, dataset, warm_jit
 
 NBOOT = 1000
 
@@ -44,15 +44,7 @@ def profile_from_scratch(result):
     return result.confint(method="profile")
 
 
-class _Once:
-    timeout = FIT_TIMEOUT
-    number = 1
-    repeat = 1
-    rounds = 1
-    warmup_time = 0.0
-
-
-class InstEvalSatterthwaite(_Once):
+class InstEvalSatterthwaite(OneSample):
     repeat = 3
 
     def setup(self):
@@ -77,7 +69,7 @@ class InstEvalSatterthwaite(_Once):
     track_ratio_to_fit.unit = "Satterthwaite table / REML fit"
 
 
-class InstEvalProfile(_Once):
+class InstEvalProfile(OneSample):
     def setup(self):
         warm_jit()
         self.result = _fit(reml=False)
@@ -86,7 +78,7 @@ class InstEvalProfile(_Once):
         profile_from_scratch(self.result)
 
 
-class InstEvalBootstrap(_Once):
+class InstEvalBootstrap(OneSample):
     def setup(self):
         warm_jit()
         self.result = _fit(reml=True)

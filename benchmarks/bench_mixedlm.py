@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import warnings
 
-from ._common import FIT_TIMEOUT, SIZES, dataset, warm_jit
+from ._common import SIZES, OneSample, dataset, warm_jit
 
 
-class _DoorFit:
+class _DoorFit(OneSample):
     params = SIZES
     param_names = ["n"]
-    timeout = FIT_TIMEOUT
-    number = 1
-    repeat = 1
-    rounds = 1
-    warmup_time = 0.0
     kind = ""
 
     def setup(self, n):

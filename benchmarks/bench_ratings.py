@@ -17,7 +17,7 @@ from functools import lru_cache
 import sparselmm
 from sparselmm.datasets import RATINGS_FORMULA, RATINGS_SHAPES, simulate_ratings
 
-from ._common import FIT_TIMEOUT, warm_jit
+from ._common import OneSample, warm_jit
 
 
 @lru_cache(maxsize=1)
@@ -25,12 +25,9 @@ def _data(shape: str):
     return simulate_ratings(*RATINGS_SHAPES[shape], seed=0)
 
 
-class RatingsFit:
+class RatingsFit(OneSample):
     params = ["1M", "10M"]
     param_names = ["shape"]
-    timeout = FIT_TIMEOUT
-    number = repeat = rounds = 1
-    warmup_time = 0.0
 
     def setup(self, shape):
         self.data = _data(shape)

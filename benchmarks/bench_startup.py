@@ -9,16 +9,13 @@ The end-to-end comparison with ``Rscript`` is ``python -m benchmarks.startup --l
 
 from __future__ import annotations
 
+from ._common import OneSample
 from .startup import first_fits, imports
 
 RUNS = 5
 
 
-class Import:
-    timeout = 600
-    number = repeat = rounds = 1
-    warmup_time = 0.0
-
+class Import(OneSample):
     def track_over_pandas(self):
         t = imports(RUNS)
         return t["sparselmm"] - t["pandas"]
@@ -26,12 +23,9 @@ class Import:
     track_over_pandas.unit = "seconds"
 
 
-class FirstFit:
+class FirstFit(OneSample):
     params = ["dense", "blocked", "sparse"]
     param_names = ["backend"]
-    timeout = 600
-    number = repeat = rounds = 1
-    warmup_time = 0.0
 
     def setup_cache(self):
         return first_fits(RUNS)

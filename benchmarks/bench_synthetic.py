@@ -25,17 +25,12 @@ import warnings
 import sparselmm
 from sparselmm import LinearMixedModel
 
-from ._common import FIT_TIMEOUT, SIZES, dataset, warm_jit
+from ._common import SIZES, OneSample, dataset, warm_jit
 
 
-class _SyntheticFit:
+class _SyntheticFit(OneSample):
     params = SIZES
     param_names = ["n"]
-    timeout = FIT_TIMEOUT
-    number = 1
-    repeat = 1
-    rounds = 1
-    warmup_time = 0.0
     kind = ""
 
     def setup(self, n):

@@ -9,6 +9,7 @@ whose Numba dispatchers count what they compile.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -84,8 +85,6 @@ print(json.dumps(out))
 
 
 def _moderate(env=None) -> dict:
-    import os
-
     run = subprocess.run([sys.executable, "-c", MODERATE], capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, **(env or {})))
     assert run.returncode == 0, run.stderr
