@@ -269,13 +269,14 @@ class LMMResults:
         """
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), not {level!r}")
-        pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
         if method == "wald":
+            from .inference import interval_columns
             from .inference.distributions import norm_ppf
 
             z = norm_ppf(0.5 + level / 2)
             fe, se = self.fe_params, self.bse_fe
-            out = pd.DataFrame({pct[0]: fe - z * se, pct[1]: fe + z * se})
+            lower, upper = interval_columns(level)
+            out = pd.DataFrame({lower: fe - z * se, upper: fe + z * se})
             return out if parm is None else out.loc[list(parm)]
         if method == "profile":
             return self._profiler().confint(level, parm)

@@ -28,6 +28,8 @@ import multiprocessing as mp
 import numpy as np
 import pandas as pd
 
+from . import interval_columns
+
 
 @dataclass
 class _Job:
@@ -155,8 +157,8 @@ class BootstrapResult:
     def confint(self, level: float = 0.95, parm=None) -> pd.DataFrame:
         lo, hi = (1 - level) / 2, (1 + level) / 2
         tab = self.replicates if parm is None else self.replicates[list(parm)]
-        out = pd.DataFrame({f"{100 * lo:.3g} %": tab.quantile(lo), f"{100 * hi:.3g} %": tab.quantile(hi)})
-        return out
+        lower, upper = interval_columns(level)
+        return pd.DataFrame({lower: tab.quantile(lo), upper: tab.quantile(hi)})
 
 
 def _sd_cor_columns(result, table: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import optimize
 
 from ..driver import newton
+from . import interval_columns
 from .ddf import profiled_hessian, unprofiled_hessian
 from .distributions import chi2_ppf, norm_ppf
 from .lrt import refit_ml
@@ -285,8 +286,7 @@ class Profiler:
         z = norm_ppf(0.5 + level / 2)
         names = self.names if parm is None else list(parm)
         rows = [(self.interval_end(nm, -z), self.interval_end(nm, z)) for nm in names]
-        pct = [f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"]
-        return pd.DataFrame(rows, index=names, columns=pct)
+        return pd.DataFrame(rows, index=names, columns=interval_columns(level))
 
     def traces(self, parm=None, npoints: int = 8) -> pd.DataFrame:
         """ζ over a grid of each parameter out to lme4's ζ_max on both sides (lme4's ``profile``)."""
