@@ -29,7 +29,9 @@ _CHAR = ctypes.c_char_p
 #: Fortran signatures: (uplo, n, a, lda, info) and dtrtrs's (uplo, trans, diag, n, nrhs, a, lda, b, ldb, info).
 _SIGNATURES = {"dpotrf_": [_CHAR, _INT, ctypes.c_void_p, _INT, _INT],
                "dpotri_": [_CHAR, _INT, ctypes.c_void_p, _INT, _INT],
-               "dtrtrs_": [_CHAR, _CHAR, _CHAR, _INT, _INT, ctypes.c_void_p, _INT, ctypes.c_void_p, _INT, _INT]}
+               "dtrtrs_": [_CHAR, _CHAR, _CHAR, _INT, _INT, ctypes.c_void_p, _INT, ctypes.c_void_p, _INT, _INT],
+               "dtrttf_": [_CHAR, _CHAR, _INT, ctypes.c_void_p, _INT, ctypes.c_void_p, _INT],
+               "dpftri_": [_CHAR, _CHAR, _INT, ctypes.c_void_p, _INT]}
 
 
 def _symbol(name: str):
@@ -56,7 +58,7 @@ def _load(name: str):
 @lru_cache(maxsize=1)
 def _system() -> dict:
     """The system routines, loaded on first use (not by ``import sparselmm``)."""
-    return {"dpotrf": _load("dpotrf_"), "dpotri": _load("dpotri_"), "dtrtrs": _load("dtrtrs_")}
+    return {name: _load(name + "_") for name in ("dpotrf", "dpotri", "dtrtrs", "dtrttf", "dpftri")}
 
 
 @lru_cache(maxsize=1)
@@ -174,6 +176,38 @@ def cholesky_inverse(a: np.ndarray, lower: bool = True) -> np.ndarray:
     """
     _in_place("dpotri", a, lower)
     return a
+
+
+def packed_cholesky_inverse(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """(L L')⁻¹ from the Cholesky factor L in the lower triangle of ``a`` (Fortran-ordered float64, n × n),
+    into ``out`` (n(n + 1)/2 float64) in LAPACK's rectangular full packed format (TRANSR = 'N', UPLO = 'L'):
+    ``dtrttf`` copies the triangle, ``dpftri`` inverts it in place, at ``dpotri``'s speed in half the memory.
+    """
+    n = a.shape[0]
+    if not (a.flags.f_contiguous and a.dtype == np.float64 and out.dtype == np.float64
+            and out.flags.c_contiguous and out.size == n * (n + 1) // 2):
+        raise ValueError("packed_cholesky_inverse: a Fortran-ordered n × n float64 array and n(n + 1)/2 float64")
+    if n == 0:
+        return out
+    routines = _system()
+    if routines["dtrttf"] is None or routines["dpftri"] is None:
+        from scipy.linalg.lapack import dpftri, dtrttf
+
+        arf, info = dtrttf(a, transr="N", uplo="L")
+        if info == 0:
+            arf, info = dpftri(n, arf, transr="N", uplo="L", overwrite_a=1)
+        if info:
+            raise np.linalg.LinAlgError(f"dpftri failed with info={info}")
+        out[:] = arf
+        return out
+    size, info = ctypes.c_int(n), ctypes.c_int(0)
+    routines["dtrttf"](b"N", b"L", ctypes.byref(size), a.ctypes.data, ctypes.byref(size), out.ctypes.data,
+                       ctypes.byref(info))
+    if info.value == 0:
+        routines["dpftri"](b"N", b"L", ctypes.byref(size), out.ctypes.data, ctypes.byref(info))
+    if info.value:
+        raise np.linalg.LinAlgError(f"dpftri failed with info={info.value}")
+    return out
 
 
 def triangular_solve(a: np.ndarray, b: np.ndarray, lower: bool = True, trans: bool = False) -> np.ndarray:

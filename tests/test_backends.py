@@ -73,13 +73,16 @@ def assert_agree(a, b, rng):
         np.testing.assert_allclose(Ha, Hb, rtol=1e-7, atol=1e-9 * np.abs(Hb).max() + 1e-12 * abs(fb))
 
 
-def assert_agrees_with_sparse(design, backend):
-    """The design fitted on ``backend`` and on CHOLMOD: the same numbers."""
+def assert_agrees_with_sparse(design, backend, storage=None):
+    """The design fitted on ``backend`` (the blocked one's dense block in ``storage``) and on CHOLMOD:
+    the same numbers."""
     data, formula, reml, rng = design
     try:
         model = sparselmm.LinearMixedModel(formula, data, reml=reml, backend=backend)
     except sparselmm.DataError:  # e.g. as many levels as rows: lme4 refuses it too
         assume(False)
+    if storage is not None:
+        model.backend = sparselmm.backends.BlockedBackend(model.layout, model.crossprod, reml, storage=storage)
     sparse = sparselmm.LinearMixedModel(formula, data, reml=reml, backend="sparse")
     assert model.backend.name == backend and sparse.backend.name == "sparse"
     assert_agree(model, sparse, rng)
@@ -118,9 +121,9 @@ def crossed_design(draw):
 
 
 @settings(max_examples=40, deadline=None)
-@given(crossed_design())
-def test_blocked_and_sparse_agree(design):
-    assert_agrees_with_sparse(design, "blocked")
+@given(crossed_design(), st.sampled_from(["full", "packed"]))
+def test_blocked_and_sparse_agree(design, storage):
+    assert_agrees_with_sparse(design, "blocked", storage)
 
 
 def test_auto_choice():

@@ -15,7 +15,7 @@ from ..design import Layout
 from ..cost import dense_iteration_seconds, format_seconds
 from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
-from .blocked import BlockedBackend, schur_density
+from .blocked import BlockedBackend, dense_bytes, schur_density
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
 from .sparse import SparseBackend
 
@@ -62,7 +62,7 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         return DenseBackend(layout, cp, reml, col_group, max_memory)
     m = layout.q - int(layout.col_offset[1])
     limit = memory_limit(max_memory)
-    fits = BlockedBackend.dense_bytes(layout) <= limit
+    fits = dense_bytes(layout, "packed") <= limit
     if fits and (m <= BLOCKED_SMALL_ORDER or (m <= BLOCKED_MAX_ORDER
                                                and schur_density(layout, cp) >= BLOCKED_MIN_DENSITY)):
         return BlockedBackend(layout, cp, reml, max_memory)
@@ -86,7 +86,7 @@ def _refuse_dense_schur(layout: Layout, cp: Crossprod, m: int, limit: float) -> 
         refuse(f"The Cholesky factor of this model (with {layout.terms[0].group} "
                f"({layout.terms[0].nlevels} levels) eliminated, {rest} leave a block of order {m:,} that is "
                f"{density:.0%} full: about {entries:,.0f} entries as a sparse factor, "
-               f"{BlockedBackend.dense_bytes(layout) / 2**30:.1f} GiB and some "
+               f"{dense_bytes(layout, 'packed') / 2**30:.1f} GiB and some "
                f"{format_seconds(dense_iteration_seconds(m))} an iteration on this machine as a dense one)",
                entries * SPARSE_BYTES_PER_ENTRY, limit,
                "Reduce the levels of the smaller crossed factors (or drop, nest or merge a term); "

@@ -19,6 +19,13 @@ term one inner product with a weighted Gram matrix formed in the same Schur
 pass gives its sum (:meth:`BlockedBackend._level_block_sums`). Each level's
 own block of A⁻¹ (conditional variances; vector first terms) comes from
 :func:`kernels.blocked_inverse`.
+
+Storage. "full" keeps three m × m arrays (S's factor, S⁻¹, the Gram
+matrix); "packed" keeps S's factor and S⁻¹ in LAPACK's rectangular full
+packed format (``dtrttf`` + ``dpftri``, as fast as ``dpotri``), 1.5 m² in
+all, and takes the first term's sum from :func:`kernels.blocked_inverse`'s
+pass over L21 instead of the Gram matrix. MovieLens-10M's shape (m = 10,677):
+2.7 GB of dense arrays full, 1.4 GB packed.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from .. import kernels
 from ..cost import dense_iteration_seconds, format_seconds
 from ..crossprod import Crossprod
 from ..design import Layout
-from ..lapack import cholesky, cholesky_inverse, triangular_solve
+from ..lapack import cholesky, cholesky_inverse, packed_cholesky_inverse, triangular_solve
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
 
@@ -64,6 +71,26 @@ def schur_density(layout: Layout, cp: Crossprod, columns: int = 512) -> float:
 #: (InstEval, 1.3e6 pairs: fit 0.48 s serial, 0.56–0.76 s parallel).
 PARALLEL_MIN_PAIRS = 1e7
 
+STORAGES = ("full", "packed")
+
+#: Storage by default: packed from this order of the dense block (or wherever only packed fits).
+PACKED_MIN_ORDER = 4000
+
+
+def dense_bytes(layout: Layout, storage: str) -> float:
+    """Bytes of the blocked backend's dense arrays: S's factor, S⁻¹ and (full storage, scalar first
+    term) the gradient's Gram matrix; S⁻¹ in half the space when packed."""
+    m = float(layout.q - int(layout.col_offset[1]))
+    if storage == "packed":
+        return DENSE_BYTES_PER_ENTRY * (m * m + m * (m + 1) / 2)
+    return DENSE_BYTES_PER_ENTRY * m * m * (3 if layout.p[0] == 1 else 2)
+
+
+def choose_storage(layout: Layout, limit: float) -> str:
+    """Packed from :data:`PACKED_MIN_ORDER`, or where full storage would not fit ``limit`` bytes."""
+    m = layout.q - int(layout.col_offset[1])
+    return "packed" if m >= PACKED_MIN_ORDER or dense_bytes(layout, "full") > limit else "full"
+
 
 class BlockedBackend(ProfiledBackend):
     """Blocked Cholesky backend for crossed designs with a moderate trailing block.
@@ -77,8 +104,9 @@ class BlockedBackend(ProfiledBackend):
     reml : bool
         REML criterion (True) or ML deviance (False).
     max_memory : float, optional
-        Bytes the dense block may use (three m × m matrices: S's factor, its
-        inverse, the gradient's Gram matrix); by default the available memory.
+        Bytes the dense arrays may use (:func:`dense_bytes`); by default the available memory.
+    storage : {"full", "packed"}, optional
+        How S⁻¹ is held (see the module's notes); by default :func:`choose_storage`.
     parallel : bool, optional
         Run the Schur pass and the solves on every core; by default from
         PARALLEL_MIN_PAIRS pairs of rows of L21.
@@ -87,25 +115,23 @@ class BlockedBackend(ProfiledBackend):
     name = "blocked"
     blas_threads = None  # the dense factor and inverse, LAPACK on every core
 
-    @staticmethod
-    def dense_bytes(layout: Layout) -> float:
-        """Bytes of the dense block's factor and inverse, and of one more m × m work matrix."""
-        m = layout.q - int(layout.col_offset[1])
-        return 3.0 * DENSE_BYTES_PER_ENTRY * m * m
-
     def __init__(self, layout: Layout, cp: Crossprod, reml: bool = True, max_memory: float | None = None,
-                 parallel: bool | None = None):
+                 storage: str | None = None, parallel: bool | None = None):
         super().__init__(layout, cp, reml)
         q1, p1 = int(layout.col_offset[1]), int(layout.p[0])
         m = layout.q - q1
-        nbytes = self.dense_bytes(layout)
         limit = memory_limit(max_memory)
+        storage = choose_storage(layout, limit) if storage is None else storage
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
+        nbytes = dense_bytes(layout, storage)
         if nbytes > limit:
             rest = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in layout.terms[1:])
             refuse(f"The dense block of order {m:,} after {layout.terms[0].group} (terms {rest}; some "
                    f"{format_seconds(dense_iteration_seconds(m))} an iteration on this machine)", nbytes, limit,
                    "Use backend='sparse', or fewer levels in the smaller crossed factors.")
-        self._q1, self._p1 = q1, p1
+        self._q1, self._p1, self.storage = q1, p1, storage
+        self._rfp = storage == "packed"
         lptr, lidx, self._ptr, self._src, self._t1, self._t2 = _lower_pattern(layout, cp)
         self._lptr, self._lidx = lptr.astype(np.int64), lidx.astype(np.int32)
         if not kernels.blocked_pattern_ok(self._lptr, self._lidx, q1, p1):
@@ -115,7 +141,9 @@ class BlockedBackend(ProfiledBackend):
         self._aval = np.empty(len(lidx))
         self._lval = np.zeros(len(lidx))
         self._S = np.empty((m, m), order="F")
-        self._Z22 = np.empty((m, m), order="F")
+        # S⁻¹'s lower triangle, flat (kernels.blocked_inverse): a view of an m × m array, or packed
+        self._Z22 = None if self._rfp else np.empty((m, m), order="F")
+        self._Z = np.empty(m * (m + 1) // 2) if self._rfp else self._Z22.reshape(-1, order="F")
         self._zval = np.empty(len(lidx))
         self._work = np.empty((q1 // p1, p1, p1))
         self._rhs = cp.ZtXy
@@ -124,20 +152,22 @@ class BlockedBackend(ProfiledBackend):
         parallel = pairs >= PARALLEL_MIN_PAIRS if parallel is None else parallel
         self._nchunks = 8 * kernels.num_threads() if parallel else 1
         # no thread pool started below the threshold, to spin against LAPACK's
-        self._schur, self._fwd, self._bwd = (
+        self._schur, self._fwd, self._bwd, self._inv = (
             k if parallel else kernels.serial(k)
-            for k in (kernels.blocked_schur, kernels.blocked_forward, kernels.blocked_backward))
-        # the weighted Gram matrix of the gradient (scalar first term), made with S
-        # (without a scalar first term M is not formed: a dummy, Fortran-ordered as the real one so
-        # that the Schur kernel has one compiled signature; an empty array would be typed C-ordered)
-        self._M = np.empty((m, m) if p1 == 1 else (2, 2), order="F")
+            for k in (kernels.blocked_schur, kernels.blocked_forward, kernels.blocked_backward, kernels.blocked_inverse))
+        self._inv_chunks = kernels.num_threads() if parallel else 1  # an accumulator of nnz(L21) each
+        # the weighted Gram matrix of the gradient (scalar first term, full storage), made with S
+        # (else M is not formed: a dummy, Fortran-ordered as the real one so that the Schur kernel
+        # has one compiled signature; an empty array would be typed C-ordered)
+        self._gram = p1 == 1 and not self._rfp
+        self._M = np.empty((m, m) if self._gram else (2, 2), order="F")
         self._z22_theta = self._inverse_theta = None
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
         lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
         logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
-        self._w = 1.0 / self._lval[lptr[:q1]] ** 2 if p1 == 1 else np.zeros(0)  # 1 / L11², the weights of M
+        self._w = 1.0 / self._lval[lptr[:q1]] ** 2 if self._gram else np.zeros(0)  # 1 / L11², the weights of M
         self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol, self._w, self._S,
                     self._M, self._rval, self._nchunks)
         cholesky(self._S, lower=True)
@@ -172,33 +202,35 @@ class BlockedBackend(ProfiledBackend):
         return self._back_solve(self._forward(E))
 
     def _inverse_S(self, theta):
-        """Z22 = S⁻¹ (lower triangle) at θ, by ``dpotri``; once per θ."""
+        """S⁻¹'s lower triangle at θ into ``_Z`` (``dpotri``, or ``dpftri`` packed); once per θ."""
         self._update(theta)
         if self._z22_theta is None or not np.array_equal(self._z22_theta, self._theta):
-            self._Z22[...] = self._S
-            cholesky_inverse(self._Z22, lower=True)
+            if self._rfp:
+                packed_cholesky_inverse(self._S, self._Z)
+            else:
+                self._Z22[...] = self._S
+                cholesky_inverse(self._Z22, lower=True)
             self._z22_theta = self._theta.copy()
-        return self._Z22
+        return self._Z
 
     def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹ on the pattern of Z'Z.
 
-        S⁻¹ from ``dpotri``; the first term's columns from
+        S⁻¹ from ``dpotri`` (``dpftri``); the first term's columns from
         :func:`kernels.blocked_inverse`. Computed once per θ.
         """
-        Z22 = self._inverse_S(theta)
-        q1 = self._q1
+        Z = self._inverse_S(theta)
         if self._inverse_theta is None or not np.array_equal(self._inverse_theta, self._theta):
-            kernels.blocked_inverse(self._lptr, self._lidx, self._lval, q1, self._p1, self._rptr, self._rpos,
-                                    self._rcol, Z22, self._zval, self._work)
+            self._inv(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rpos, self._rcol, Z,
+                      self._rfp, self._zval, self._work, self._inv_chunks)
             self._inverse_theta = self._theta.copy()
         return self._gather
 
     def _gather(self, rows, cols):
         """Entries of A⁻¹ from S⁻¹ and (first-term columns) the last :func:`kernels.blocked_inverse`."""
         out = np.empty(len(rows))
-        kernels.selected_gather(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), self._q1,
-                                self._Z22, self._lptr, self._lidx, self._zval, out)
+        kernels.blocked_gather(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), self._q1,
+                               self._Z, self._rfp, self._lptr, self._lidx, self._zval, out)
         return out
 
     def _level_block_sums(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -211,11 +243,12 @@ class BlockedBackend(ProfiledBackend):
         with M = Σ_i l_i l_i'/d_i² formed with S (:func:`kernels.blocked_schur`)
         and an inner product of two m × m matrices, in place of
         :func:`kernels.blocked_inverse`'s per-level products. The other terms
-        read their blocks of S⁻¹.
+        read their blocks of S⁻¹. Without M (packed storage), the sums come from
+        :meth:`inverse_gather`.
         """
-        if self._p1 != 1:
+        if not self._gram:
             return super()._level_block_sums(theta)
-        Z22 = self._inverse_S(theta)  # factors at θ first, if need be: M and the weights are θ's
-        first = np.array([[self._w.sum() + kernels.lower_inner(Z22, self._M)]])
+        self._inverse_S(theta)  # factors at θ first, if need be: M and the weights are θ's
+        first = np.array([[self._w.sum() + kernels.lower_inner(self._Z22, self._M)]])
         # the other terms' blocks lie in S⁻¹: the gather reads nothing else
         return [first] + [self._level_blocks(self._gather, k).sum(axis=0) for k in range(1, len(self.layout.terms))]

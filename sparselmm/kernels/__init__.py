@@ -43,7 +43,7 @@ _WHERE = {
     **dict.fromkeys(["block_fill", "block_rows", "one_term", "rows_by_block", "ztv"], "crossprod"),
     **dict.fromkeys(["dense_back_solve", "dense_blocks", "dense_factor", "dense_gradient", "dense_inverse",
                      "dense_lambda_index", "dense_level_sums"], "dense"),
-    **dict.fromkeys(["blocked_backward", "blocked_forward", "blocked_inverse", "blocked_leading",
+    **dict.fromkeys(["blocked_backward", "blocked_forward", "blocked_gather", "blocked_inverse", "blocked_leading",
                      "blocked_pattern_ok", "blocked_rows", "blocked_schur", "lower_inner",
                      "schur_column_counts"], "blocked"),
     **dict.fromkeys(["_lambda_map_pass", "column_counts", "dense_trailing_block", "etree", "lambda_map_apply",

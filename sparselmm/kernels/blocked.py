@@ -238,35 +238,104 @@ def blocked_backward(lptr, lidx, lval, q1, p1, B):
                 B[c0 + a, j] = v / lval[lptr[c0 + a]]
 
 
+@nb.njit(cache=True, inline="always")
+def _sym_at(Z, m, rfp, i, j):
+    """Entry (i, j), i ≥ j, of a symmetric m × m matrix held by its lower triangle in the flat array Z:
+    column-major (``rfp`` False) or in LAPACK's rectangular full packed format (TRANSR = 'N',
+    UPLO = 'L'; ``dtrttf``): the first n1 = ⌈m/2⌉ columns as they are, below one spare row when m is
+    even, and the trailing triangle transposed into the space above them."""
+    if not rfp:
+        return Z[i + j * m]
+    n1 = m - m // 2
+    lda = m + 1 - m % 2
+    if j < n1:
+        return Z[i + 1 - m % 2 + j * lda]
+    return Z[(m % 2) * m + (j - n1) + (i - n1) * lda]
+
+
 @nb.njit(cache=True)
-def blocked_inverse(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, Z22, zval, work):
-    """A⁻¹ on the first q1 columns of A's pattern into ``zval``, given Z22 = S⁻¹ (lower triangle).
+def blocked_gather(rows, cols, q1, Z, rfp, lptr, lidx, zval, out):
+    """``out[t] = A⁻¹[rows[t], cols[t]]`` on A's pattern: S⁻¹ (``Z``, ``rfp``: see :func:`_sym_at`) for
+    two trailing indices, else the first q1 columns' values from :func:`blocked_inverse`."""
+    m = len(lptr) - 1 - q1
+    for t in range(len(rows)):
+        i, k = rows[t], cols[t]
+        if i < k:
+            i, k = k, i
+        if k >= q1:
+            out[t] = _sym_at(Z, m, rfp, i - q1, k - q1)
+            continue
+        lo, hi = lptr[k], lptr[k + 1]  # sorted rows: bisect
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if lidx[mid] < i:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == lptr[k + 1] or lidx[lo] != i:
+            raise ValueError("blocked gather: entry outside A's pattern")
+        out[t] = zval[lo]
+
+
+@nb.njit(cache=True, parallel=True)
+def blocked_inverse(lptr, lidx, lval, q1, p1, rptr, rpos, rcol, Z, rfp, zval, work, nchunks):
+    """A⁻¹ on the first q1 columns of A's pattern into ``zval``, given S⁻¹ in ``Z`` (its lower triangle,
+    flat: see :func:`_sym_at`).
 
     Per level block i, with l = L21's rows of the block (tail rows R):
 
         X = (A⁻¹)[R, i] = −S⁻¹[R, R] l L11⁻¹,    (A⁻¹)[i, i] = L11⁻ᵀ (L11⁻¹ − l' X).
 
-    Y = S⁻¹[R, R] l is built in ``zval``'s tail positions column of Z22 by
-    column (as :func:`blocked_schur` builds S): each pair of rows of a column
-    of L21 is met once, at the column of Z22 of the smaller row, which stays
-    in cache while every column of L21 with that row reads it. ``work``
-    (ℓ1 × p1 × p1) holds each level's small blocks.
+    Y = S⁻¹[R, R] l is built in ``zval``'s tail positions by a pass over the
+    pairs of rows of each column of L21, in the order S⁻¹ is stored (as
+    :func:`blocked_schur` builds S): a pair of rows r ≤ s is met at S⁻¹'s
+    column r, contiguous in s — except in the packed format's trailing
+    triangle (r, s ≥ n1), stored by rows, where it is met at row s. The
+    pass is dealt out over ``nchunks`` chunks, each with its own
+    accumulator (chunk 0 writes into ``zval``). ``work`` (ℓ1 × p1 × p1)
+    holds each level's small blocks.
     """
-    m = Z22.shape[0]
+    m = len(rptr) - 1
+    half = m - m // 2 if rfp else m  # columns stored as columns
     for c in range(q1):
         for f in range(_tail(lptr, c, p1), lptr[c + 1]):
             zval[f] = 0.0
-    for r in range(m):
-        for x in range(rptr[r], rptr[r + 1]):
-            e = rpos[x]
-            v = lval[e]
-            acc = Z22[r, r] * v
-            for f in range(e + 1, lptr[rcol[x] + 1]):
-                z = Z22[lidx[f] - q1, r]
-                zval[f] += z * v
-                acc += z * lval[f]
-            zval[e] += acc
-    for i in range(q1 // p1):
+    extra = np.zeros((nchunks - 1, len(zval)))
+    for chunk in nb.prange(nchunks):
+        out = zval if chunk == 0 else extra[chunk - 1]
+        for r in range(chunk, half, nchunks):  # pairs with a smaller row r < half, at column r
+            for x in range(rptr[r], rptr[r + 1]):
+                e = rpos[x]
+                v = lval[e]
+                acc = _sym_at(Z, m, rfp, r, r) * v
+                for f in range(e + 1, lptr[rcol[x] + 1]):
+                    z = _sym_at(Z, m, rfp, lidx[f] - q1, r)
+                    out[f] += z * v
+                    acc += z * lval[f]
+                out[e] += acc
+        for s in range(half + chunk, m, nchunks):  # pairs of rows r ≤ s, both ≥ half, at row s
+            for x in range(rptr[s], rptr[s + 1]):
+                f = rpos[x]
+                v = lval[f]
+                lo, hi = _tail(lptr, rcol[x], p1), f  # the column's first row ≥ half, by bisection
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if lidx[mid] - q1 < half:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                acc = _sym_at(Z, m, rfp, s, s) * v
+                for e in range(lo, f):
+                    z = _sym_at(Z, m, rfp, s, lidx[e] - q1)
+                    out[e] += z * v
+                    acc += z * lval[e]
+                out[f] += acc
+    if nchunks > 1:
+        for c in nb.prange(q1):
+            for f in range(_tail(lptr, c, p1), lptr[c + 1]):
+                for k in range(nchunks - 1):
+                    zval[f] += extra[k, f]
+    for i in nb.prange(q1 // p1):
         c0 = i * p1
         nt = lptr[c0 + 1] - _tail(lptr, c0, p1)
         for t in range(nt):  # X = −Y L11⁻¹, row by row: x L11 = −y
