@@ -34,13 +34,19 @@ test: compile
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-# The side-by-side comparison with statsmodels and lme4 (benchmarks/compare.py):
+# The side-by-side comparison with statsmodels and lme4 (benchmarks/compare.py; with the ratings'
+# 10M shape, lme4 alone may take an hour):
 # `make bench-deps` (R and lme4, optional: without them lme4 is reported as
 # "not installed"), then `make bench`; results in benchmarks/results/.
-.PHONY: bench bench-deps bench-inference
+.PHONY: bench bench-deps bench-inference bench-ratings
 
 bench: compile
 	$(BIN)/python -m benchmarks.compare
+
+# The MovieLens shapes alone (1M and 10M ratings, ML; lme4 allowed 3,600 s a fit): results in
+# benchmarks/results/ratings_comparison.*; about 70 minutes with lme4.
+bench-ratings: compile
+	$(BIN)/python -m benchmarks.compare --designs ratings --systems sparselmm,lme4 --name ratings_comparison
 
 # Inference on InstEval (Satterthwaite, profile, 1,000 bootstrap refits) against lme4's times in
 # benchmarks/results/lme4_inference.json (remade by `Rscript benchmarks/lme4_inference.R`, ~40 min).

@@ -1,21 +1,26 @@
 """sparselmm side by side with statsmodels and lme4, on this machine: ``make bench``.
 
-    python -m benchmarks.compare [--quick] [--timeout 600] [--systems sparselmm,statsmodels,lme4]
-                                 [--out benchmarks/results]
+    python -m benchmarks.compare [--quick] [--designs insteval,nested,crossed,ratings] [--timeout 600]
+                                 [--ratings-timeout 3600] [--systems sparselmm,statsmodels,lme4]
+                                 [--out benchmarks/results] [--name comparison]
 
 REML fits of lme4's InstEval and of the nested and crossed designs of
 :mod:`sparselmm.datasets` at 10⁴, 10⁵ and 10⁶ rows (``--quick``: up to 10⁵),
-each in its own process: wall time of the fit alone (data, imports and a
-warm-up fit excluded), peak RSS of the process (``os.wait4``), and the REML
-criterion reached (sparselmm ``objective``, lme4 ``REMLcrit``, statsmodels
-``-2 llf``: the same criterion). A fit still running ``--timeout`` s after it
+and ML fits of the MovieLens-shaped ratings (``simulate_ratings``, the 1M and
+10M shapes; ``--quick``: 1M), each in its own process: wall time of the fit
+alone (data, imports and a warm-up fit excluded), peak RSS of the process
+(``os.wait4``), and the criterion reached (sparselmm ``objective``, lme4
+``REMLcrit`` or ``deviance``, statsmodels ``-2 llf``: the same criterion). A
+fit still running ``--timeout`` s (ratings: ``--ratings-timeout`` s) after it
 started is killed and reported; larger sizes of that design are then not run
 for that system. statsmodels: ``groups="subject", re_formula="1 + time"``
-(nested), one group with a variance component per factor (crossed). lme4:
-``Rscript benchmarks/compare_lme4.R`` on the data written to CSV.
+(nested), one group with a variance component per factor (crossed; the
+ratings are not run: that dense group would have 10⁶ rows × 9,746 levels).
+lme4: ``Rscript benchmarks/compare_lme4.R`` on the data written to CSV.
 
-Writes ``comparison.md`` (also printed), ``comparison.json`` and
-``comparison.png`` (fit time against rows, log-log) to ``--out``.
+Writes ``NAME.md`` (also printed), ``NAME.json`` and ``NAME.png`` (fit time
+against rows, log-log) to ``--out``; ``make bench`` runs every design,
+``make bench-ratings`` the ratings alone (``ratings_comparison``).
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ DESIGNS = {
     "crossed": ("y ~ x + treat + (1|student) + (1|item) + (1|dept)", "y ~ x + treat",
                 ["student", "item", "dept"], ["treat"]),
     "nested": ("y ~ time + (1 + time|subject)", "y ~ time", ["subject"], []),
+    "ratings": ("rating ~ 1 + (1|user) + (1|item)", "rating ~ 1", ["user", "item"], []),
 }
+ML_DESIGNS = {"ratings"}  # fitted by maximum likelihood, as MixedModels.jl's MovieLens benchmarks
 INSTEVAL_ROWS = 73_421
 
 
@@ -72,19 +79,30 @@ class Workload:
     def formula(self) -> str:
         return DESIGNS[self.design][0]
 
+    @property
+    def reml(self) -> bool:
+        return self.design not in ML_DESIGNS
+
     def load(self):
         """The data frame (the synthetic designs with seed 0)."""
-        from sparselmm.datasets import load_insteval, simulate_crossed, simulate_nested
+        from sparselmm.datasets import RATINGS_SHAPES, load_insteval, simulate_crossed, simulate_nested, simulate_ratings
 
         if self.design == "insteval":
             return load_insteval()
+        if self.design == "ratings":
+            return simulate_ratings(*next(s for s in RATINGS_SHAPES.values() if s[0] == self.n), seed=0)
         return (simulate_crossed if self.design == "crossed" else simulate_nested)(self.n, seed=0)
 
 
-def workloads(quick: bool) -> list[Workload]:
-    """InstEval, then each synthetic design by increasing size (≤ 10⁵ rows if ``quick``)."""
+def workloads(quick: bool, designs=tuple(DESIGNS)) -> list[Workload]:
+    """InstEval, then each synthetic design by increasing size (≤ 10⁵ rows, the ratings' 1M shape, if
+    ``quick``), of the given ``designs``."""
+    from sparselmm.datasets import RATINGS_SHAPES
+
     sizes = [10_000, 100_000] + ([] if quick else [1_000_000])
-    return [Workload("insteval")] + [Workload(d, n) for d in ("nested", "crossed") for n in sizes]
+    ratings = [RATINGS_SHAPES["1M"][0]] + ([] if quick else [RATINGS_SHAPES["10M"][0]])
+    work = [Workload("insteval")] + [Workload(d, n) for d in ("nested", "crossed") for n in sizes]
+    return [w for w in work + [Workload("ratings", n) for n in ratings] if w.design in designs]
 
 
 def _child(system: str, key: str, out: str) -> None:
@@ -100,7 +118,7 @@ def _child(system: str, key: str, out: str) -> None:
         version = f"sparselmm {metadata.version('sparselmm')}"
 
         def fit():
-            res = sparselmm.fit(workload.formula, data, reml=True)
+            res = sparselmm.fit(workload.formula, data, reml=workload.reml, progress=False)
             return res.objective, bool(res.converged)
     else:
         import statsmodels
@@ -117,7 +135,7 @@ def _child(system: str, key: str, out: str) -> None:
             kwargs = dict(groups="one", re_formula="0", vc_formula={g: f"0 + C({g})" for g in groups})
 
         def fit():
-            res = MixedLM.from_formula(fixed, data, **kwargs).fit(reml=True)
+            res = MixedLM.from_formula(fixed, data, **kwargs).fit(reml=workload.reml)
             return -2.0 * res.llf, bool(res.converged)
 
     Path(out + ".started").touch()
@@ -172,7 +190,8 @@ def run_system(system: str, workload: Workload, timeout: float, workdir: str | P
             csv = workdir / f"{workload.key}.csv"
             workload.load().to_csv(csv, index=False)
         cmd = ["Rscript", str(HERE / "compare_lme4.R"), str(csv), workload.formula,
-               ",".join(DESIGNS[workload.design][2] + DESIGNS[workload.design][3]), str(out)]
+               ",".join(DESIGNS[workload.design][2] + DESIGNS[workload.design][3]), str(out),
+               "TRUE" if workload.reml else "FALSE"]
     else:
         cmd = [sys.executable, "-m", "benchmarks.compare", "--child", system, workload.key, str(out)]
     log = open(workdir / f"{system}-{workload.key}.log", "wb")
@@ -253,9 +272,10 @@ def table(results: list[dict], systems: list[str], info: dict, timeout: float) -
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']}; BLAS: {info['blas']}. "
         f"Python {info['python']}; {'; '.join(versions)}. Load average at start: {info['load']}.",
-        f"REML fits, one run each; fit time only (data, imports and a warm-up fit excluded); "
-        f"peak memory is the RSS of the fitting process; timeout {timeout:g} s per fit. "
-        "Δ = objective − sparselmm's (REML criterion, lower is better); "
+        f"REML fits (ratings: ML), one run each; fit time only (data, imports and a warm-up fit excluded); "
+        f"peak memory is the RSS of the fitting process; timeout {timeout:g} s per fit"
+        + (f" ({info['ratings_timeout']:g} s for the ratings)" if "ratings_timeout" in info else "") + ". "
+        "Δ = objective − sparselmm's (REML criterion or ML deviance, lower is better); "
         "× = time / sparselmm's time; ⚠ = the system reported non-convergence.",
         "",
     ]
@@ -288,7 +308,7 @@ def plot(results: list[dict], systems: list[str], timeout: float, path: Path) ->
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    styles = {"nested": "-o", "crossed": "--s", "insteval": "*"}
+    styles = {"nested": "-o", "crossed": "--s", "insteval": "*", "ratings": ":^"}
     for i, s in enumerate(systems):
         color = f"C{i}"
         for design, style in styles.items():
@@ -302,7 +322,7 @@ def plot(results: list[dict], systems: list[str], timeout: float, path: Path) ->
     ax.axhline(timeout, color="grey", lw=0.8, ls=":")
     ax.text(1.1e4, timeout * 1.1, f"timeout ({timeout:g} s); × = did not finish", color="grey", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="rows", ylabel="fit time (s)",
-           title="REML fit time: sparselmm, statsmodels, lme4")
+           title="Fit time (REML; ratings ML): " + ", ".join(systems))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -310,13 +330,15 @@ def plot(results: list[dict], systems: list[str], timeout: float, path: Path) ->
     plt.close(fig)
 
 
-def compare(work: list[Workload], systems: list[str], timeout: float, progress=print) -> list[dict]:
+def compare(work: list[Workload], systems: list[str], timeout: float, progress=print,
+            ratings_timeout: float | None = None) -> list[dict]:
     """Run every system on every workload; one result row per workload.
 
     After a system times out or runs out of memory on a design, its larger
     sizes of that design are marked ``skipped`` (with the reason) instead of run.
     """
-    results, gave_up = [], {}
+    gave_up_why = {("statsmodels", "ratings"): "not run (one dense group: rows × 9,746 levels)"}
+    results, gave_up = [], dict(gave_up_why)
     with tempfile.TemporaryDirectory(prefix="sparselmm-compare-") as tmp:
         for w in work:
             data = w.load()
@@ -331,7 +353,8 @@ def compare(work: list[Workload], systems: list[str], timeout: float, progress=p
                 if (s, w.design) in gave_up:
                     r = dict(status="skipped", message=gave_up[s, w.design])
                 else:
-                    r = run_system(s, w, timeout, tmp, csv)
+                    limit = ratings_timeout if w.design == "ratings" and ratings_timeout else timeout
+                    r = run_system(s, w, limit, tmp, csv)
                     if r["status"] in ("timeout", "oom"):
                         why = "did not finish" if r["status"] == "timeout" else "out of memory"
                         gave_up[s, w.design] = f"not run ({why} at {w.n:,} rows)"
@@ -348,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="only InstEval and sizes up to 1e5 rows")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per fit (default 600)")
+    parser.add_argument("--ratings-timeout", type=float, default=3600.0,
+                        help="seconds per fit of the ratings (default 3600)")
+    parser.add_argument("--designs", default=",".join(DESIGNS), help="comma-separated subset of %(default)s")
+    parser.add_argument("--name", default="comparison", help="file name of the results, without suffix")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
     parser.add_argument("--out", default=str(HERE / "results"), help="output directory")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -361,15 +388,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    designs = [d.strip() for d in args.designs.split(",") if d.strip()]
+    if set(designs) - set(DESIGNS):
+        parser.error(f"unknown designs: {', '.join(sorted(set(designs) - set(DESIGNS)))}")
     info = machine()
-    results = compare(workloads(args.quick), systems, args.timeout,
-                      progress=lambda m: print(m, file=sys.stderr, flush=True))
+    work = workloads(args.quick, designs)
+    if any(w.design == "ratings" for w in work):
+        info["ratings_timeout"] = args.ratings_timeout
+    results = compare(work, systems, args.timeout, progress=lambda m: print(m, file=sys.stderr, flush=True),
+                      ratings_timeout=args.ratings_timeout)
     report = table(results, systems, info, args.timeout)
-    (out / "comparison.md").write_text(report)
-    (out / "comparison.json").write_text(json.dumps(
+    (out / f"{args.name}.md").write_text(report)
+    (out / f"{args.name}.json").write_text(json.dumps(
         dict(machine=info, timeout=args.timeout, quick=args.quick, systems=systems, results=results),
         indent=1))
-    plot(results, systems, args.timeout, out / "comparison.png")
+    plot(results, systems, args.timeout, out / f"{args.name}.png")
     print(report)
     return 0
 

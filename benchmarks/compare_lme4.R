@@ -1,15 +1,16 @@
-# One lme4 fit for benchmarks/compare.py: time lmer(FORMULA, data, REML = TRUE)
-# and write the result as one line of JSON.
+# One lme4 fit for benchmarks/compare.py: time lmer(FORMULA, data, REML = REML)
+# and write the result as one line of JSON (objective: REMLcrit, or the ML deviance).
 #
-#   Rscript benchmarks/compare_lme4.R DATA.csv FORMULA FACTORS OUT.json
+#   Rscript benchmarks/compare_lme4.R DATA.csv FORMULA FACTORS OUT.json [REML: TRUE | FALSE]
 #
 # FACTORS: comma-separated columns read as factors (all others numeric).
 # OUT.json.started is created just before the timed fit, so that the caller's
 # timeout covers the fit only (not R's start-up or reading the CSV).
 
 args <- commandArgs(trailingOnly = TRUE)
-stopifnot(length(args) == 4)
+stopifnot(length(args) %in% 4:5)
 out <- args[4]
+reml <- if (length(args) == 5) as.logical(args[5]) else TRUE
 suppressMessages(library(lme4))
 
 factors <- strsplit(args[3], ",", fixed = TRUE)[[1]]
@@ -28,12 +29,12 @@ version <- sprintf("R %s.%s, lme4 %s", R.version$major, R.version$minor, package
 file.create(paste0(out, ".started"))
 line <- tryCatch({
     t0 <- proc.time()[["elapsed"]]
-    m <- suppressMessages(lmer(formula, data, REML = TRUE))
+    m <- suppressMessages(lmer(formula, data, REML = reml))
     elapsed <- proc.time()[["elapsed"]] - t0
     msgs <- m@optinfo$conv$lme4$messages
     sprintf(paste0('{"status": "ok", "time": %.6f, "objective": %.17g, "converged": %s, ',
                    '"message": "%s", "version": "%s"}'),
-            elapsed, REMLcrit(m), if (length(msgs)) "false" else "true", clean(msgs), version)
+            elapsed, if (reml) REMLcrit(m) else deviance(m), if (length(msgs)) "false" else "true", clean(msgs), version)
 }, error = function(e) {
     msg <- conditionMessage(e)
     status <- if (grepl("cannot allocate|memory", msg)) "oom" else "error"
