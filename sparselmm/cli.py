@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         data = stages.run(f"reading {Path(args.data).name}", lambda: read_data(args.data, args.factor))
         result = stages.run(f"fitting {len(data)} rows",
                             lambda: fit(args.formula, data, reml=not args.ml, method=args.method,
-                                        backend=args.backend))
+                                        backend=args.backend, verbose=not args.quiet))
         if args.json:
             out = stages.run("inference", lambda: result.to_dict(
                 ddf=ddf, anova=args.anova, confint=args.confint, level=args.level, ranova=args.ranova,

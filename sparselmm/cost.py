@@ -6,12 +6,20 @@ factorization (``dpotrf``, m³/3 flops) and an inverse (``dpotri``, 2m³/3) per 
 process, about 20 ms); :func:`dense_iteration_seconds` scales it. Larger orders run faster than
 order 1,024, so the estimate errs long (MovieLens-10M's shape, m = 10,677: 15–23 s an iteration
 measured).
+
+The automatic choice of backend (``backends.make_backend``) compares two estimates of an
+iteration (a factorization and a gradient): :func:`blocked_iteration_seconds` (the dense algebra
+and the passes over the pairs of rows of L21) and :func:`sparse_iteration_seconds` (CHOLMOD's
+factor and the selected inversion, from the multiply-adds the sparse backend's symbolic analysis
+counts). Their two constants were fitted to ``python -m benchmarks.backend_costs``'s table of
+measured designs, which ``tests/test_cost.py`` checks the choice against.
 """
 
 from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,7 +50,98 @@ def dense_iteration_seconds(m: int) -> float:
     return float(m) ** 3 / dense_rate()
 
 
+#: Seconds per pair of rows of one column of L21 (blocked backend): the Schur pass's multiply-add
+#: and the gradient's pass reading S⁻¹, both bound by memory latency (two cores).
+PAIR_SECONDS = 2.5e-9
+
+#: Seconds per column of Z in every backend's iteration: the solves, the first term's blocks,
+#: the gradient's per-level work and the Python around them.
+COLUMN_SECONDS = 2e-6
+
+#: The probe's rate (order 1,024) understates LAPACK on a large block (at order 3,000 and more it
+#: runs some twice as fast): the blocked backend's dense algebra runs at this multiple of it.
+LARGE_BLOCK_SPEEDUP = 2.0
+
+#: The sparse backend's multiply-adds (factor Σ_j |L_j|² and Takahashi's selected inversion, in
+#: ``backends.sparse``'s units) run at this multiple of the probe's rate.
+SPARSE_SPEEDUP = 1.0
+
+
+class Estimate(NamedTuple):
+    """What a backend will take, from structure alone: ``bytes`` of its factor and work arrays,
+    ``seconds`` an iteration (a factorization and a gradient) on this machine."""
+
+    bytes: float
+    seconds: float
+
+
+def blocked_iteration_seconds(m: int, pairs: float, q: int, rate: float | None = None) -> float:
+    """An iteration of the blocked backend: the dense block's factor and inverse (order ``m``), the
+    passes over ``pairs`` pairs of rows of L21, and ``q`` columns' overhead; ``rate``: flops per
+    second of the probe (:func:`dense_rate`)."""
+    return float(m) ** 3 / ((rate or dense_rate()) * LARGE_BLOCK_SPEEDUP) + pairs * PAIR_SECONDS + q * COLUMN_SECONDS
+
+
+def sparse_iteration_seconds(multiply_adds: float, q: int, rate: float | None = None) -> float:
+    """An iteration of the sparse backend from its symbolic analysis's count (``SparseBackend.flops``)."""
+    return multiply_adds / ((rate or dense_rate()) * SPARSE_SPEEDUP) + q * COLUMN_SECONDS
+
+
+def groups_iteration_seconds(cubes: float, q: int, rate: float | None = None) -> float:
+    """An iteration of the dense per-group backend: Σ_g n_g³ for groups of n_g columns (factor and
+    inverse of each block), and ``q`` columns' overhead."""
+    return cubes / (rate or dense_rate()) + q * COLUMN_SECONDS
+
+
+#: A block after the first term this full fills in under any ordering: CHOLMOD's factor is as
+#: dense as the blocked backend's, at a lower rate (no symbolic analysis needed to know it).
+DENSE_SCHUR = 0.5
+
+#: A dense block of at most this many flops (m³) costs less than CHOLMOD's analysis would save.
+SMALL_BLOCK_FLOPS = 1e8
+
+
+def prefer_blocked(m: int, pairs: float, density: float, q: int, sparse_multiply_adds: float | None = None,
+                   rate: float | None = None) -> bool | None:
+    """Whether the blocked backend is estimated to iterate faster than the sparse one.
+
+    Parameters
+    ----------
+    m, pairs, density : the dense block's order, the pairs of rows of L21
+        (``blocked.schur_pairs``) and the block's structural density (``blocked.schur_density``).
+    q : the columns of Z.
+    sparse_multiply_adds : float, optional
+        The sparse backend's count (``SparseBackend.flops``); None if its analysis is not done.
+    rate : float, optional
+        The probe's flops per second; by default :func:`dense_rate` (measured only when needed).
+
+    Returns
+    -------
+    True or False; None when the answer needs ``sparse_multiply_adds``.
+    """
+    if density >= DENSE_SCHUR or float(m) ** 3 <= SMALL_BLOCK_FLOPS:
+        return True
+    if sparse_multiply_adds is None:
+        return None
+    return blocked_iteration_seconds(m, pairs, q, rate) <= sparse_iteration_seconds(sparse_multiply_adds, q, rate)
+
+
+def describe(estimate: Estimate, limit: float) -> str:
+    """``about 1.4 GiB of the 22.0 GiB available; about 17 s an iteration on this machine (...)``."""
+    memory = f"about {format_bytes(estimate.bytes)}"
+    if np.isfinite(limit):
+        memory += f" of the {format_bytes(limit)} allowed"
+    return (f"{memory}; about {format_seconds(estimate.seconds)} an iteration on this machine "
+            f"(dense Cholesky measured at {dense_rate() / 1e9:.0f} GFLOP/s)")
+
+
+def format_bytes(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
 def format_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

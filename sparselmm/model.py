@@ -10,6 +10,7 @@ Each stage can be called on its own, as in lme4's modular interface:
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import warnings
 
@@ -17,13 +18,14 @@ import numpy as np
 import pandas as pd
 
 from .backends import make_backend
+from .cost import describe
 from .crossprod import crossproducts
 from .design import Layout
 from .driver import Problem, optimize
 from .errors import ConvergenceWarning, SingularFitWarning
 from .frame import ModelFrame, model_frame
 from .lapack import fit_blas_threads, other_blas_single_threaded
-from .memory import without_hugepage_advice
+from .memory import memory_limit, without_hugepage_advice
 from .results import LMMResults
 
 
@@ -48,15 +50,20 @@ class LinearMixedModel:
     max_memory : float, optional
         Bytes the solver's factor may take; by default the available memory.
         A larger model raises :class:`~sparselmm.errors.ModelSizeError` after
-        the symbolic analysis, before any numeric work.
+        the symbolic analysis, before any numeric work, with the estimated
+        memory and time an iteration.
+    verbose : bool
+        Say on standard error, before the first factorization, which backend
+        was chosen, the memory it will take and the time an iteration is
+        estimated to take on this machine.
     """
 
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
-                 backend: str = "auto", max_memory: float | None = None):
+                 backend: str = "auto", max_memory: float | None = None, verbose: bool = False):
         start = time.perf_counter()
         with other_blas_single_threaded(), without_hugepage_advice():
             frame = model_frame(formula, data, missing=missing)
-        self._setup(formula, frame, reml, backend, None, max_memory, start)
+        self._setup(formula, frame, reml, backend, None, max_memory, start, verbose)
         self.data = data  # refits (likelihood-ratio tests, profiles of reduced models) and type 3 contrasts
         self.options = {"missing": missing, "backend": backend, "max_memory": max_memory}
 
@@ -85,7 +92,7 @@ class LinearMixedModel:
         other.setup_seconds = 0.0
         return other
 
-    def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start):
+    def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start, verbose=False):
         self.formula = formula
         self.reml = reml
         self.frame = frame
@@ -94,6 +101,9 @@ class LinearMixedModel:
             self.crossprod = crossproducts(self.layout, frame.X, frame.y)
             self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
         self.setup_seconds = time.perf_counter() - start
+        if verbose:
+            print(f"sparselmm: {self.backend.describe()}: "
+                  f"{describe(self.backend.estimate(), memory_limit(max_memory))}", file=sys.stderr, flush=True)
 
     @property
     def theta0(self) -> np.ndarray:
@@ -140,7 +150,7 @@ class LinearMixedModel:
 
 def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto",
         missing: str = "drop", backend: str = "auto", max_memory: float | None = None,
-        progress: bool | None = None) -> LMMResults:
+        progress: bool | None = None, verbose: bool = False) -> LMMResults:
     """Fit a linear mixed model given by an lme4 formula.
 
     Parameters
@@ -165,10 +175,14 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
     progress : bool, optional
         A line per iteration on standard error; default: for fits whose first evaluation takes
         over a second (see :meth:`LinearMixedModel.fit`).
+    verbose : bool
+        The backend, its memory and the estimated time an iteration, before the first
+        factorization (see :class:`LinearMixedModel`).
 
     Returns
     -------
     LMMResults
     """
-    model = LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend, max_memory=max_memory)
+    model = LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend, max_memory=max_memory,
+                             verbose=verbose)
     return model.fit(method=method, progress=progress)

@@ -35,7 +35,7 @@ def test_blocked_dense_block_refused_before_numeric_work(monkeypatch):
     monkeypatch.setattr(blocked_backend.BlockedBackend, "_factor", lambda self, theta: calls.append(theta))
     with pytest.raises(ModelSizeError, match=r"order 300 after a .*b \(300 levels\)") as err:
         sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e6, backend="blocked")
-    assert err.value.nbytes == 3 * 8 * 300**2
+    assert err.value.nbytes == 8 * (300**2 + 300 * 301 // 2)  # the factor, and S⁻¹ packed: full would not fit
     assert calls == []
     # "auto" takes the blocked backend only where its dense block fits; else CHOLMOD's refusal speaks
     assert sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed()).backend.name == "blocked"

@@ -1,9 +1,11 @@
 """Backends: θ in; objective, solution, gradient and conditional variances out.
 
 ``make_backend`` picks the dense per-group backend when the random effects
-partition the rows into small independent groups; the blocked backend when
-what is left after eliminating the first term is dense (crossed designs) and
-small enough; CHOLMOD otherwise.
+partition the rows into small independent groups; otherwise the blocked
+backend or CHOLMOD, whichever an iteration is estimated to cost less on
+(``cost.prefer_blocked``: the dense algebra at the measured LAPACK rate and
+the passes over L21, against the multiply-adds of CHOLMOD's symbolic factor
+and selected inversion).
 """
 
 from __future__ import annotations
@@ -12,23 +14,15 @@ import numpy as np
 
 from ..crossprod import Crossprod
 from ..design import Layout
-from ..cost import dense_iteration_seconds, format_seconds
+from ..cost import DENSE_SCHUR, dense_iteration_seconds, format_seconds, prefer_blocked
+from ..errors import ModelSizeError
 from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
-from .blocked import BlockedBackend, dense_bytes, schur_density
+from .blocked import BlockedBackend, dense_bytes, schur_density, schur_pairs
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
 from .sparse import SparseBackend
 
 BACKENDS = ("auto", "dense", "blocked", "sparse")
-
-#: "auto" takes the blocked backend when the block after the first term has at
-#: most BLOCKED_MAX_ORDER rows and is at least BLOCKED_MIN_DENSITY full (or has
-#: at most BLOCKED_SMALL_ORDER rows, where a dense factor costs next to nothing),
-#: and fits in memory. MovieLens-10M's shape (69,878 users × 10,677 items, ML,
-#: ``datasets.simulate_ratings``): blocked 15–23 s an iteration, CHOLMOD 108–142 s
-#: (its selected inversion walks the dense block column by column), the same
-#: objective at every iteration.
-BLOCKED_MAX_ORDER, BLOCKED_MIN_DENSITY, BLOCKED_SMALL_ORDER = 20_000, 0.1, 500
 
 __all__ = ["BACKENDS", "BlockedBackend", "DenseBackend", "ProfiledBackend", "Solution", "SparseBackend",
            "make_backend"]
@@ -36,8 +30,8 @@ __all__ = ["BACKENDS", "BlockedBackend", "DenseBackend", "ProfiledBackend", "Sol
 
 def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto",
                  group_codes: np.ndarray | None = None, max_memory: float | None = None) -> ProfiledBackend:
-    """Build the requested backend ("auto": dense when nested and small, blocked when crossed and the
-    trailing block is dense and small, else sparse).
+    """Build the requested backend ("auto": dense when nested and small, else blocked or sparse by the
+    estimated cost of an iteration, :func:`~sparselmm.cost.prefer_blocked`).
 
     ``max_memory`` (bytes; default the available memory) bounds the factor:
     a larger model raises :class:`~sparselmm.errors.ModelSizeError` before
@@ -62,18 +56,19 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         return DenseBackend(layout, cp, reml, col_group, max_memory)
     m = layout.q - int(layout.col_offset[1])
     limit = memory_limit(max_memory)
-    fits = dense_bytes(layout, "packed") <= limit
-    if fits and (m <= BLOCKED_SMALL_ORDER or (m <= BLOCKED_MAX_ORDER
-                                               and schur_density(layout, cp) >= BLOCKED_MIN_DENSITY)):
-        return BlockedBackend(layout, cp, reml, max_memory)
-    if not fits:
+    if dense_bytes(layout, "packed") > limit:
         _refuse_dense_schur(layout, cp, m, limit)
-    return SparseBackend(layout, cp, reml, max_memory)
-
-
-#: A block after the first term this full is filled in by any Cholesky factor: "auto" sizes the
-#: factor from it at once, without CHOLMOD's symbolic analysis (minutes on 25M rows).
-DENSE_SCHUR = 0.5
+        return SparseBackend(layout, cp, reml, max_memory)
+    pairs, density = schur_pairs(layout, cp), schur_density(layout, cp)
+    if prefer_blocked(m, pairs, density, layout.q) is None:  # a close call: CHOLMOD's symbolic analysis counts its work
+        try:
+            sparse = SparseBackend(layout, cp, reml, max_memory)
+        except ModelSizeError:  # CHOLMOD's factor would not fit; the dense block does
+            pass
+        else:
+            if not prefer_blocked(m, pairs, density, layout.q, sparse.flops):
+                return sparse
+    return BlockedBackend(layout, cp, reml, max_memory)
 
 
 def _refuse_dense_schur(layout: Layout, cp: Crossprod, m: int, limit: float) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ..cost import Estimate
 from ..crossprod import Crossprod
 from ..design import Layout
 
@@ -89,6 +90,14 @@ class ProfiledBackend:
     @property
     def p(self) -> int:
         return self.cp.XtX.shape[0]
+
+    def estimate(self) -> Estimate:
+        """Bytes and seconds an iteration on this machine, from structure alone (before any factorization)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What this backend factors, in a few words."""
+        return f"{self.name} backend"
 
     def set_response(self, Zty: np.ndarray, Xty: np.ndarray, yty: float, beta_shift: np.ndarray) -> None:
         """Another response on the same design (a bootstrap replicate): Z'y, X'y, y'y of y − X·beta_shift

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..cost import dense_iteration_seconds, format_seconds
+from ..cost import Estimate, blocked_iteration_seconds, dense_iteration_seconds, format_seconds
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky, cholesky_inverse, packed_cholesky_inverse, triangular_solve
@@ -64,6 +64,16 @@ def schur_density(layout: Layout, cp: Crossprod, columns: int = 512) -> float:
     ZtZ = cp.ZtZ
     filled = kernels.pick(kernels.schur_column_counts, len(sample))(ZtZ.indptr, ZtZ.indices, q1, sample)
     return float(filled.sum() / (m - sample).sum())
+
+
+def schur_pairs(layout: Layout, cp: Crossprod) -> float:
+    """Pairs of rows in the columns of L21 (Σ_c n_c(n_c + 1)/2, n_c the rows ≥ q1 of column c < q1 of
+    Z'Z): the work of the Schur pass and of the gradient's pass over S⁻¹."""
+    q1 = int(layout.col_offset[1])
+    ZtZ = cp.ZtZ
+    tail = np.add.reduceat((ZtZ.indices[:ZtZ.indptr[q1]] >= q1).astype(np.int64), ZtZ.indptr[:q1]) if q1 else []
+    tail = np.asarray(tail, dtype=float)
+    return float((tail * (tail + 1)).sum()) / 2
 
 
 #: The Schur pass and the solves run in parallel from this many pairs of rows
@@ -147,9 +157,8 @@ class BlockedBackend(ProfiledBackend):
         self._zval = np.empty(len(lidx))
         self._work = np.empty((q1 // p1, p1, p1))
         self._rhs = cp.ZtXy
-        ntail = np.diff(self._lptr[:q1 + 1]) - (p1 - np.arange(q1) % p1)
-        pairs = float((ntail.astype(float) ** 2).sum()) / 2
-        parallel = pairs >= PARALLEL_MIN_PAIRS if parallel is None else parallel
+        self._pairs = schur_pairs(layout, cp)
+        parallel = self._pairs >= PARALLEL_MIN_PAIRS if parallel is None else parallel
         self._nchunks = 8 * kernels.num_threads() if parallel else 1
         # no thread pool started below the threshold, to spin against LAPACK's
         self._schur, self._fwd, self._bwd, self._inv = (
@@ -162,6 +171,18 @@ class BlockedBackend(ProfiledBackend):
         self._gram = p1 == 1 and not self._rfp
         self._M = np.empty((m, m) if self._gram else (2, 2), order="F")
         self._z22_theta = self._inverse_theta = None
+
+    def estimate(self) -> Estimate:
+        work = sum(a.nbytes for a in (self._lptr, self._lidx, self._ptr, self._src, self._t1, self._t2, self._rptr,
+                                      self._rpos, self._rcol, self._rval, self._aval, self._lval, self._zval))
+        m = self.layout.q - self._q1
+        return Estimate(dense_bytes(self.layout, self.storage) + work,
+                        blocked_iteration_seconds(m, self._pairs, self.layout.q))
+
+    def describe(self) -> str:
+        m = self.layout.q - self._q1
+        return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order {m:,} "
+                f"({self.storage} storage)")
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)

@@ -16,6 +16,7 @@ import numpy as np
 from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
+from ..cost import Estimate, groups_iteration_seconds
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend
 
@@ -85,6 +86,7 @@ class DenseBackend(ProfiledBackend):
             refuse(f"The dense blocks of {ngroups} groups (largest {sizes.max()} × {sizes.max()})", nbytes, limit,
                    "Use backend='sparse', or fewer random effects per group.")
         self._order = order
+        self._nbytes, self._cubes, self._sizes = nbytes, float((sizes.astype(float) ** 3).sum()), sizes
         self._in_order = bool(np.all(col_group[1:] >= col_group[:-1]))  # Z's columns already by group
         self._gptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._zoff = np.concatenate([[0], np.cumsum(sizes * sizes)]).astype(np.int64)
@@ -121,6 +123,12 @@ class DenseBackend(ProfiledBackend):
         """The kernel, its serial twin for few groups, compiled for the group size when all are equal
         and small (``kernels.pick``)."""
         return kernels.pick(kernel, self.ngroups, self._size)
+
+    def estimate(self) -> Estimate:
+        return Estimate(self._nbytes, groups_iteration_seconds(self._cubes, self.layout.q))
+
+    def describe(self) -> str:
+        return f"dense backend: {len(self._sizes):,} groups of at most {self._sizes.max()} columns"
 
     def _factor(self, theta):
         factor = self._kernel(kernels.dense_factor)

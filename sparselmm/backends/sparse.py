@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from .. import kernels
 from ..crossprod import Crossprod
 from ..design import Layout
+from ..cost import Estimate, sparse_iteration_seconds
 from ..errors import ModelSizeError
 from ..lapack import cholesky_inverse
 from ..memory import DENSE_BYTES_PER_ENTRY, SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
@@ -92,7 +93,7 @@ class SparseBackend(ProfiledBackend):
         )
         self._A = sp.csc_matrix((np.ones(len(lidx)), lidx, lptr), shape=(q, q))
         self._A.has_sorted_indices = True
-        self.factor, self.ordering, (self._lptr, self._lidx), self._split = self._analyze()
+        self.flops, self.factor, self.ordering, (self._lptr, self._lidx), self._split = self._analyze()
         self._pinv = np.empty(q, dtype=np.int64)
         self._pinv[self.factor.P()] = np.arange(q)
         self._rhs = cp.ZtXy
@@ -109,7 +110,7 @@ class SparseBackend(ProfiledBackend):
         ("default": AMD, or METIS) wins when the trailing block would be
         large and sparse. The cost compared is that of a factorization
         (Σ_j |L_j|² of the exact symbolic factor) plus a selected inversion
-        (:func:`dense_split`).
+        (:func:`dense_split`); it is kept as ``flops`` (``cost.sparse_iteration_seconds``).
         """
         pattern = self._A.copy()
         pattern.data[:] = 1.0
@@ -159,7 +160,15 @@ class SparseBackend(ProfiledBackend):
             capped = need >= self._limit  # the count stopped at the limit: a lower bound
             refuse(f"The sparse Cholesky factor of this model (terms {terms}; more than {smallest:,.0f} entries)",
                    need, self._limit, advice, at_least=capped)
-        return best[1:]
+        return best
+
+    def estimate(self) -> Estimate:
+        m = self.layout.q - self._split
+        return Estimate(len(self._lidx) * SPARSE_BYTES_PER_ENTRY + m * m * DENSE_BYTES_PER_ENTRY,
+                        sparse_iteration_seconds(self.flops, self.layout.q))
+
+    def describe(self) -> str:
+        return f"sparse backend: CHOLMOD, {self.ordering} ordering, {len(self._lidx):,} entries in the factor"
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._A.data)
