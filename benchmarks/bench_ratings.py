@@ -1,12 +1,13 @@
 """asv: MovieLens-shaped crossed designs (``datasets.simulate_ratings``), ``rating ~ 1 + (1|user) + (1|item)``,
 ML, as in the MovieLens benchmarks of MixedModels.jl.
 
-``time_fit``     wall time of one fit (model frame, crossproducts, setup, optimizer, results)
-``peakmem_fit``  peak resident memory through it
+``RatingsFit.time_fit``       wall time of one fit (model frame, crossproducts, setup, optimizer, results)
+``RatingsFit.peakmem_fit``    peak resident memory through it
+``RatingsRefused.time_refuse``  the 25M shape: from the data to the size error (memory and time estimates)
 
-Shapes: ``1M`` (6,040 users × 3,706 items; 3.5 s) and ``10M`` (69,878 × 10,677; 48 s, 3.5 GB),
-measured once each. The side-by-side with lme4 on these shapes is not in ``benchmarks/compare.py``
-yet.
+Shapes: ``1M`` (6,040 users × 3,706 items) and ``10M`` (69,878 × 10,677), fitted; ``25M``
+(162,541 × 59,047), refused on a machine with less than some 60 GiB. The side by side with lme4
+on the same data is ``make bench-ratings`` (``benchmarks/compare.py --designs ratings``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import warnings
 from functools import lru_cache
 
 import sparselmm
+from sparselmm.errors import ModelSizeError
 from sparselmm.datasets import RATINGS_FORMULA, RATINGS_SHAPES, simulate_ratings
 
 from ._common import OneSample, warm_jit
@@ -43,3 +45,18 @@ class RatingsFit(OneSample):
 
     def peakmem_fit(self, shape):
         self._fit(shape)
+
+
+class RatingsRefused(OneSample):
+    """The 25M shape does not fit here: the refusal, with its estimates, before any factorization."""
+
+    def setup(self):
+        self.data = _data("25M")
+        warm_jit()
+
+    def time_refuse(self):
+        try:
+            sparselmm.fit(RATINGS_FORMULA, self.data, reml=False, progress=False)
+        except ModelSizeError:
+            return
+        raise AssertionError("the 25M shape was fitted: this machine has the memory for it")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -45,13 +46,27 @@ def memory_limit(max_memory: int | float | None) -> float:
     return float(avail) if avail else float("inf")
 
 
+def gpu_name() -> str | None:
+    """The first GPU NVIDIA's driver lists (``/proc/driver/nvidia/gpus``), or None."""
+    try:
+        for gpu in sorted(Path("/proc/driver/nvidia/gpus").iterdir()):
+            for line in (gpu / "information").read_text().splitlines():
+                if line.startswith("Model:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def refuse(what: str, nbytes: float, limit: float, advice: str, at_least: bool = False) -> None:
     """Raise :class:`ModelSizeError` saying how large (``at_least``: a lower bound, counting stopped
     at the limit), against what, and what to change."""
     need = f"more than {nbytes / 2**30:.2f} GiB" if at_least else f"about {nbytes / 2**30:.2f} GiB"
+    gpu = gpu_name()
+    gpu = f" This machine has a GPU ({gpu}), which sparselmm does not use: it fits on the CPU only." if gpu else ""
     raise ModelSizeError(
         f"{what} would need {need}, more than the {limit / 2**30:.2f} GiB allowed. "
-        f"{advice} To try anyway, pass a larger max_memory (in bytes).",
+        f"{advice} To try anyway, pass a larger max_memory (in bytes).{gpu}",
         nbytes=int(nbytes),
     )
 

@@ -129,4 +129,15 @@ def test_dense_cost_is_measured_on_this_machine():
     rate = dense_rate()
     assert 1e8 < rate < 1e13  # between a slow core's reference BLAS and a large server's
     assert dense_iteration_seconds(2000) == pytest.approx(2000.0 ** 3 / rate)
-    assert [format_seconds(s) for s in (5, 600, 36_000)] == ["5 s", "10 min", "10.0 h"]
+    assert [format_seconds(s) for s in (0.034, 5, 600, 36_000)] == ["34 ms", "5 s", "10 min", "10.0 h"]
+
+
+def test_size_error_names_a_gpu_when_there_is_one(monkeypatch):
+    """Where NVIDIA's driver lists a GPU, the size error says it is there and not used."""
+    monkeypatch.setattr(sparselmm.memory, "gpu_name", lambda: "Tesla T4")
+    with pytest.raises(ModelSizeError, match=r"GPU \(Tesla T4\), which sparselmm does not use"):
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e5, backend="blocked")
+    monkeypatch.setattr(sparselmm.memory, "gpu_name", lambda: None)
+    with pytest.raises(ModelSizeError) as err:
+        sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e5, backend="blocked")
+    assert "GPU" not in str(err.value)
