@@ -52,6 +52,16 @@ class Crossprod:
     n: int
     beta_shift: np.ndarray
 
+    def __add__(self, other: Crossprod) -> Crossprod:
+        """The crossproducts of two sets of rows together (the same terms, levels and shift):
+        Z'Z's pattern is the union of the two, explicit zeros kept."""
+        a, b = self.ZtZ.tocoo(), other.ZtZ.tocoo()
+        ZtZ = sp.csc_matrix((np.concatenate([a.data, b.data]),
+                             (np.concatenate([a.row, b.row]), np.concatenate([a.col, b.col]))), shape=a.shape)
+        ZtZ.sort_indices()
+        return Crossprod(ZtZ=ZtZ, ZtXy=self.ZtXy + other.ZtXy, XtX=self.XtX + other.XtX, Xty=self.Xty + other.Xty,
+                         yty=self.yty + other.yty, n=self.n + other.n, beta_shift=self.beta_shift)
+
     @property
     def ZtX(self) -> np.ndarray:
         return self.ZtXy[:, :-1]
@@ -61,7 +71,7 @@ class Crossprod:
         return self.ZtXy[:, -1]
 
 
-def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
+def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None = None) -> Crossprod:
     """Compute the crossproducts of [Z X y] for the given terms.
 
     Parameters
@@ -72,11 +82,16 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray) -> Crossprod:
         Fixed-effects model matrix.
     y : ndarray, shape (n,)
         Response (entered as its residual from least squares on X).
+    shift : ndarray, shape (p,), optional
+        γ of y − Xγ, in place of the least-squares one (pieces of one data set share theirs).
     """
     # γ from the normal equations: any γ near the least-squares one centres y (the objective does
     # not depend on γ), and X'X is needed anyway
     XtX = X.T @ X
-    gamma = np.linalg.lstsq(XtX, X.T @ y, rcond=None)[0] if X.shape[1] else np.zeros(0)
+    if shift is not None:
+        gamma = np.asarray(shift, dtype=float)
+    else:
+        gamma = np.linalg.lstsq(XtX, X.T @ y, rcond=None)[0] if X.shape[1] else np.zeros(0)
     fitted = X @ gamma
     y = np.subtract(y, fitted, out=fitted)  # one n-vector, not two
     terms: list[ReTerm] = layout.terms

@@ -80,10 +80,11 @@ class ModelFrame:
     fixed_spec: object
     term_specs: list
     row_index: pd.Index
+    nrows: int | None = None  # rows of a model read in pieces (``stream``), whose y and X are not kept
 
     @property
     def n(self) -> int:
-        return len(self.y)
+        return len(self.y) if self.nrows is None else self.nrows
 
 
 def _variables(parsed: ParsedFormula) -> list[str]:

@@ -36,8 +36,11 @@ class LinearMixedModel:
     ----------
     formula : str
         lme4 formula, e.g. ``"y ~ 1 + service + (1|s) + (1|d) + (1|dept)"``.
-    data : pandas.DataFrame
-        The data; never modified.
+    data : pandas.DataFrame, file paths, list of DataFrames or dask.dataframe.DataFrame
+        The data; never modified. Besides a DataFrame: a path, glob pattern or list of Parquet or
+        CSV files, a list of DataFrames (or a function returning a new iterable of them), or a
+        Dask DataFrame, read twice a piece at a time (``sparselmm.stream``): the same fit as the
+        rows in one DataFrame, in the memory of one piece and the crossproducts.
     reml : bool
         Fit by REML (default, as lme4) or maximum likelihood.
     missing : {"drop", "raise"}
@@ -61,10 +64,19 @@ class LinearMixedModel:
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
                  backend: str = "auto", max_memory: float | None = None, verbose: bool = False):
         start = time.perf_counter()
+        crossprod = None
         with other_blas_single_threaded(), without_hugepage_advice():
-            frame = model_frame(formula, data, missing=missing)
-        self._setup(formula, frame, reml, backend, None, max_memory, start, verbose)
-        self.data = data  # refits (likelihood-ratio tests, profiles of reduced models) and type 3 contrasts
+            if isinstance(data, pd.DataFrame):
+                frame = model_frame(formula, data, missing=missing)
+            else:  # files, pieces or a Dask DataFrame: read twice, a piece at a time
+                from .sources import open_source
+                from .stream import stream_frame
+
+                frame, crossprod = stream_frame(formula, lambda columns: open_source(data, columns), missing)
+        self._setup(formula, frame, reml, backend, None, max_memory, start, verbose, crossprod)
+        # refits (likelihood-ratio tests, profiles of reduced models) and type 3 contrasts
+        self.data = data if crossprod is None else None
+        self.source = None if crossprod is None else data
         self.options = {"missing": missing, "backend": backend, "max_memory": max_memory}
 
     @classmethod
@@ -78,7 +90,7 @@ class LinearMixedModel:
         """
         model = cls.__new__(cls)
         model._setup(formula, frame, reml, backend, group_codes, max_memory, time.perf_counter())
-        model.data = None
+        model.data = model.source = None
         model.options = {"missing": "drop", "backend": backend, "max_memory": max_memory}
         return model
 
@@ -92,13 +104,13 @@ class LinearMixedModel:
         other.setup_seconds = 0.0
         return other
 
-    def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start, verbose=False):
+    def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start, verbose=False, crossprod=None):
         self.formula = formula
         self.reml = reml
         self.frame = frame
         self.layout = Layout(frame.terms)
         with other_blas_single_threaded(), without_hugepage_advice():
-            self.crossprod = crossproducts(self.layout, frame.X, frame.y)
+            self.crossprod = crossproducts(self.layout, frame.X, frame.y) if crossprod is None else crossprod
             self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
         self.setup_seconds = time.perf_counter() - start
         if verbose:
