@@ -57,9 +57,9 @@ class FileSource(Source):
 
     kind = "files"
 
-    def __init__(self, paths: list[Path], columns: list[str], batch_rows: int = BATCH_ROWS):
+    def __init__(self, paths: list[Path], columns: list[str], batch_rows: int | None = None):
         super().__init__(columns)
-        self.paths, self.batch_rows = paths, batch_rows
+        self.paths, self.batch_rows = paths, batch_rows or BATCH_ROWS
         kinds = {_kind(p) for p in paths}
         if len(kinds) != 1:
             raise DataError("the files must be all Parquet or all CSV, not a mix: "
@@ -169,7 +169,7 @@ def _paths(data) -> list[Path]:
     return out
 
 
-def open_source(data, columns: list[str], batch_rows: int = BATCH_ROWS) -> Source:
+def open_source(data, columns: list[str], batch_rows: int | None = None) -> Source:
     """The :class:`Source` of ``data`` (anything but a pandas DataFrame), reading ``columns``."""
     if is_dask(data):
         return DaskSource(data, columns)
