@@ -72,11 +72,12 @@ class LinearMixedModel:
                 from .sources import open_source
                 from .stream import stream_frame
 
-                frame, crossprod = stream_frame(formula, lambda columns: open_source(data, columns), missing)
+                streamed = stream_frame(formula, lambda columns: open_source(data, columns), missing, verbose)
+                frame, crossprod = streamed.frame, streamed.crossprod
         self._setup(formula, frame, reml, backend, None, max_memory, start, verbose, crossprod)
         # refits (likelihood-ratio tests, profiles of reduced models) and type 3 contrasts
         self.data = data if crossprod is None else None
-        self.source = None if crossprod is None else data
+        self.stream = None if crossprod is None else streamed  # the pieces, read again for fitted values
         self.options = {"missing": missing, "backend": backend, "max_memory": max_memory}
 
     @classmethod
@@ -90,7 +91,7 @@ class LinearMixedModel:
         """
         model = cls.__new__(cls)
         model._setup(formula, frame, reml, backend, group_codes, max_memory, time.perf_counter())
-        model.data = model.source = None
+        model.data = model.stream = None
         model.options = {"missing": "drop", "backend": backend, "max_memory": max_memory}
         return model
 

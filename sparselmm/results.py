@@ -188,15 +188,66 @@ class LMMResults:
 
     @cached_property
     def fittedvalues(self) -> pd.Series:
-        """Conditional fitted values X β̂ + Z b̂."""
+        """Conditional fitted values X β̂ + Z b̂ (of a Dask DataFrame's rows: a lazy Dask Series)."""
+        if self.model.stream is not None:
+            return self._streamed("fitted")
         frame = self.model.frame
         eta = self._predict(frame.X, [(t.codes, t.X) for t in frame.terms])
         return pd.Series(eta, index=frame.row_index, name="fitted")
 
     @property
     def resid(self) -> pd.Series:
+        if self.model.stream is not None:
+            return self._streamed("resid")
         frame = self.model.frame
         return pd.Series(frame.y - self.fittedvalues.to_numpy(), index=frame.row_index, name="resid")
+
+    def _streamed(self, column: str):
+        """A column of :meth:`fitted_pieces` for a model read in pieces: lazy for a Dask DataFrame,
+        refused for files and lists (it would hold every row at once)."""
+        stream = self.model.stream
+        if stream.source.kind != "dask":
+            raise ValueError(f"this model was read in pieces ({stream.rows:,} rows): its {column} values are "
+                             "not held in memory; use fitted_pieces() (a piece at a time) or "
+                             "write_fitted(path) (a Parquet file)")
+        beta, b = self._sol.beta, self._b
+        return stream.source.frame.map_partitions(lambda part: stream.fitted(part, beta, b)[column],
+                                                  meta=pd.Series(dtype=float, name=column))
+
+    def fitted_pieces(self):
+        """Fitted values and residuals a piece at a time: ``(name, DataFrame)`` with columns
+        ``fitted`` and ``resid``, indexed as the piece's complete rows (a model fitted on one
+        DataFrame gives one piece, ``"data"``)."""
+        stream = self.model.stream
+        if stream is None:
+            yield "data", pd.DataFrame({"fitted": self.fittedvalues, "resid": self.resid})
+            return
+        for name, piece in stream.source.pieces():
+            yield name, stream.fitted(piece, self._sol.beta, self._b)
+
+    def write_fitted(self, path) -> int:
+        """Write the fitted values and residuals (columns ``fitted``, ``resid``; in the order of the
+        rows read, complete rows only) to the Parquet file ``path``, a piece at a time (a Dask
+        DataFrame's: its ``to_parquet`` into the directory ``path``). Returns the rows written
+        (None for Dask)."""
+        stream = self.model.stream
+        if stream is not None and stream.source.kind == "dask":
+            frame = stream.source.frame
+            beta, b = self._sol.beta, self._b
+            meta = pd.DataFrame({"fitted": pd.Series(dtype=float), "resid": pd.Series(dtype=float)})
+            frame.map_partitions(lambda part: stream.fitted(part, beta, b).reset_index(drop=True),
+                                 meta=meta).to_parquet(path, write_index=False)
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([("fitted", pa.float64()), ("resid", pa.float64())])
+        rows = 0
+        with pq.ParquetWriter(path, schema) as writer:
+            for _, piece in self.fitted_pieces():
+                writer.write_table(pa.Table.from_pandas(piece, schema=schema, preserve_index=False))
+                rows += len(piece)
+        return rows
 
     def predict(self, newdata: pd.DataFrame | None = None) -> pd.Series:
         """Conditional predictions; levels not seen in the fit get the population prediction."""

@@ -22,6 +22,8 @@ crossproducts travel.
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -182,6 +184,7 @@ class Encoder:
     lhs: object = None
     rhs: object = None
     term_specs: list = None  # per random term: formulaic spec, or the fixed columns it takes
+    keep: np.ndarray | None = None  # the fixed-effect columns kept (aliased ones dropped), once known
 
     def categorize(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(**{c: pd.Categorical(frame[c], categories=lv) for c, lv in self.levels.items()})
@@ -275,10 +278,37 @@ def _first_piece(source: Source, plan: Plan):
     raise DataError("no rows are left after dropping rows with missing values")
 
 
-def stream_frame(formula: str, source_of, missing: str = "drop") -> tuple[ModelFrame, Crossprod]:
+@dataclass
+class Streamed:
+    """A model's data read in pieces: the frame (without rows), the crossproducts, and what reads
+    and encodes the pieces again (fitted values, residuals); ``seconds`` of each pass."""
+
+    frame: ModelFrame
+    crossprod: Crossprod
+    source: Source
+    encoder: Encoder
+    seconds: tuple[float, float]
+
+    @property
+    def rows(self) -> int:
+        return self.frame.n
+
+    def fitted(self, piece: pd.DataFrame, beta: np.ndarray, b: list[np.ndarray]) -> pd.DataFrame:
+        """Fitted values X β̂ + Z b̂ and residuals of a piece's complete rows (its index)."""
+        piece = _check_response_column(self.encoder.plan.parsed.response, piece)
+        piece, _ = _complete("", piece, self.encoder.plan.used, "drop")
+        y, X, terms = self.encoder.encode(piece)
+        eta = X[:, self.encoder.keep] @ beta
+        for t, bk in zip(terms, b):
+            eta += np.einsum("ij,ij->i", t.X, bk[t.codes])
+        return pd.DataFrame({"fitted": eta, "resid": y - eta}, index=piece.index)
+
+
+def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool = False) -> Streamed:
     """The model's frame (without rows) and crossproducts from a source read twice.
 
     ``source_of(columns)``: the :class:`~sparselmm.sources.Source` reading those columns.
+    ``verbose``: a line per pass on standard error (rows, seconds, rows per second).
     """
     parsed = parse_formula(formula)
     if not parsed.random:
@@ -288,7 +318,9 @@ def stream_frame(formula: str, source_of, missing: str = "drop") -> tuple[ModelF
     source = source_of(used)
     factors = [rt.factors for rt in parsed.random]
     plan = Plan(parsed, used, [], factors, missing)
+    start = time.perf_counter()
     scan = _reduce(source, lambda name, piece: scan_piece(name, piece, plan), Scan.__add__)
+    first_pass = time.perf_counter() - start
     if scan is None or scan.rows == 0:
         raise DataError("the data has no rows")
     dropped = {c: k for c, k in scan.missing.items() if k}
@@ -310,16 +342,28 @@ def stream_frame(formula: str, source_of, missing: str = "drop") -> tuple[ModelF
     shift = np.zeros(len(names))
     if "(Intercept)" in names:
         shift[names.index("(Intercept)")] = ybar
+    if verbose:
+        _say(f"pass 1 (levels, types, missing values): {scan.rows:,} rows", first_pass)
+    start = time.perf_counter()
     cp = _reduce(source, lambda name, piece: piece_crossprod(name, piece, encoder, shift), Crossprod.__add__)
+    second_pass = time.perf_counter() - start
+    if verbose:
+        _say(f"pass 2 (crossproducts): {cp.n:,} rows", second_pass)
     terms = _terms_template(encoder)
     _check_levels(terms, n)
-    cp, names, fixed_spec = _drop_aliased(cp, names, encoder.rhs)
+    cp, names, fixed_spec, encoder.keep = _drop_aliased(cp, names, encoder.rhs)
     _check_not_fitted_exactly(cp, parsed.response)
     term_specs = [(None if isinstance(encoder.term_specs[k][0], list) else encoder.term_specs[k][0], parsed.random[k])
                   for k in order]  # None: the term's columns are among the fixed effects'
     frame = ModelFrame(formula=parsed, y=np.zeros(0), X=np.zeros((0, len(names))), fe_names=names, terms=terms,
                        fixed_spec=fixed_spec, term_specs=term_specs, row_index=pd.RangeIndex(0), nrows=n)
-    return frame, cp
+    return Streamed(frame, cp, source, encoder, (first_pass, second_pass))
+
+
+def _say(what: str, seconds: float) -> None:
+    rows = int(what.rsplit(": ", 1)[1].split()[0].replace(",", ""))
+    print(f"sparselmm: {what} in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)", file=sys.stderr,
+          flush=True)
 
 
 def independent_from_gram(G: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
@@ -345,7 +389,7 @@ def independent_from_gram(G: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
 def _drop_aliased(cp: Crossprod, names: list[str], spec):
     keep = independent_from_gram(cp.XtX)
     if len(keep) == len(names):
-        return cp, names, spec
+        return cp, names, spec, keep
     dropped = [nm for j, nm in enumerate(names) if j not in set(keep.tolist())]
     k = len(dropped)
     warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} "
@@ -355,7 +399,7 @@ def _drop_aliased(cp: Crossprod, names: list[str], spec):
     cols = np.append(keep, p)  # and y's column of Z'[X y]
     cp = Crossprod(ZtZ=cp.ZtZ, ZtXy=np.ascontiguousarray(cp.ZtXy[:, cols]), XtX=cp.XtX[np.ix_(keep, keep)],
                    Xty=cp.Xty[keep], yty=cp.yty, n=cp.n, beta_shift=cp.beta_shift[keep])  # γ: ȳ at the intercept
-    return cp, [names[j] for j in keep], _ColumnSubset(spec, keep)
+    return cp, [names[j] for j in keep], _ColumnSubset(spec, keep), keep
 
 
 def _check_not_fitted_exactly(cp: Crossprod, response: str) -> None:

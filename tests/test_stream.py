@@ -188,3 +188,39 @@ def test_no_such_files(tmp_path):
     (tmp_path / "a.json").write_text("{}")
     with pytest.raises(DataError, match="Parquet .* or CSV"):
         sparselmm.fit(FORMULA, str(tmp_path / "a.json"))
+
+
+# --- after the fit: fitted values and residuals, a piece at a time ------------------------------
+def test_fitted_values_piece_by_piece_and_to_parquet(data, reference, tmp_path):
+    _write(data, tmp_path, [2_000, 4_000])
+    result = _fit(str(tmp_path / "part-*.parquet"))
+    pieces = list(result.fitted_pieces())
+    assert [name for name, _ in pieces] == ["part-000.parquet", "part-001.parquet"]
+    fitted = np.concatenate([p["fitted"].to_numpy() for _, p in pieces])
+    np.testing.assert_allclose(fitted, reference.fittedvalues.to_numpy(), rtol=1e-7, atol=1e-8)
+    resid = np.concatenate([p["resid"].to_numpy() for _, p in pieces])
+    np.testing.assert_allclose(resid, reference.resid.to_numpy(), rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="not held in memory; use fitted_pieces"):
+        result.fittedvalues
+    out = tmp_path / "fitted.parquet"
+    assert result.write_fitted(out) == len(data)
+    written = pd.read_parquet(out)
+    np.testing.assert_allclose(written["fitted"], reference.fittedvalues.to_numpy(), rtol=1e-7, atol=1e-8)
+
+
+def test_dask_fitted_values_are_lazy(data, reference, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    result = _fit(dd.from_pandas(data, npartitions=3))
+    fitted = result.fittedvalues
+    assert isinstance(fitted, dd.Series)
+    np.testing.assert_allclose(fitted.compute().to_numpy(), reference.fittedvalues.to_numpy(), rtol=1e-7, atol=1e-8)
+    result.write_fitted(tmp_path / "fitted")
+    written = pd.read_parquet(tmp_path / "fitted")
+    np.testing.assert_allclose(written["resid"], reference.resid.to_numpy(), rtol=1e-6, atol=1e-8)
+
+
+def test_verbose_reports_the_passes(data, capsys):
+    _fit([data.iloc[:3_000], data.iloc[3_000:]], verbose=True)
+    err = capsys.readouterr().err
+    assert "pass 1 (levels, types, missing values): 6,000 rows in" in err
+    assert "pass 2 (crossproducts): 6,000 rows in" in err and "rows/s" in err
