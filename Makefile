@@ -38,7 +38,7 @@ clean:
 # 10M shape, lme4 alone may take an hour):
 # `make bench-deps` (R and lme4, optional: without them lme4 is reported as
 # "not installed"), then `make bench`; results in benchmarks/results/.
-.PHONY: bench bench-deps bench-inference bench-ratings
+.PHONY: bench bench-deps bench-inference bench-ratings bench-stream
 
 bench: compile
 	$(BIN)/python -m benchmarks.compare
@@ -52,6 +52,11 @@ bench-ratings: compile
 # benchmarks/results/lme4_inference.json (remade by `Rscript benchmarks/lme4_inference.R`, ~40 min).
 bench-inference: compile
 	$(BIN)/python -m benchmarks.compare_inference
+
+# 10^8 rows of a crossed design in Parquet files (2 GB of temporary files), fitted a piece at a time,
+# next to the in-memory fits of 10^6 and 10^7 rows and Dask on 2 workers: benchmarks/results/stream_large.*
+bench-stream: compile
+	$(BIN)/python -m benchmarks.stream_large
 
 bench-deps:
 	@if command -v Rscript >/dev/null 2>&1 && \

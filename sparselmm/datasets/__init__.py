@@ -17,12 +17,13 @@ from .simulate import (
     RATINGS_FORMULA,
     RATINGS_SHAPES,
     simulate_crossed,
+    simulate_crossed_pieces,
     simulate_nested,
     simulate_ratings,
 )
 
 __all__ = ["CROSSED_FORMULA", "NESTED_FORMULA", "RATINGS_FORMULA", "RATINGS_SHAPES", "load_insteval",
-           "simulate_crossed", "simulate_nested", "simulate_ratings"]
+           "simulate_crossed", "simulate_crossed_pieces", "simulate_nested", "simulate_ratings"]
 
 _INSTEVAL_FACTORS = ["s", "d", "studage", "lectage", "service", "dept"]
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["CROSSED_FORMULA", "NESTED_FORMULA", "RATINGS_FORMULA", "RATINGS_SHAPES", "simulate_crossed",
+           "simulate_crossed_pieces",
            "simulate_nested", "simulate_ratings"]
 
 CROSSED_FORMULA = "y ~ x + treat + (1|student) + (1|item) + (1|dept)"
@@ -138,6 +139,46 @@ def simulate_crossed(n: int, seed: int = 0) -> pd.DataFrame:
         "item": _factor(item, "i", n_items),
         "dept": _factor(dept, "d", N_DEPTS),
     })
+
+
+def simulate_crossed_pieces(n: int, piece_rows: int = 1_000_000, seed: int = 0, n_students: int = 10_000,
+                            n_items: int = 1_000):
+    """:func:`simulate_crossed`'s design at a fixed number of students and items, a piece at a time:
+    rows beyond memory (``sparselmm.stream``).
+
+    Yields ``ceil(n / piece_rows)`` DataFrames with the columns of :func:`simulate_crossed`, their
+    categoricals over every student, item and department. The item weights, departments and
+    effects are drawn once from ``default_rng(seed)``; piece i's rows from ``default_rng([seed, i])``
+    (students uniform, items by weight, then x, treat and noise), so any piece can be made alone.
+    Every level occurs with high probability, not surely (10⁸ rows over 10⁴ students: always).
+    """
+    n, piece_rows = int(n), int(piece_rows)
+    if n < 1 or piece_rows < 1:
+        raise ValueError(f"n and piece_rows must be positive, got {n} and {piece_rows}")
+    rng = np.random.default_rng(seed)
+    weights = rng.lognormal(0.0, 1.0, size=n_items)
+    weights /= weights.sum()
+    item_dept = _cover(rng, N_DEPTS, n_items)
+    u_student = rng.normal(0.0, 0.5, size=n_students)
+    u_item = rng.normal(0.0, 0.8, size=n_items)
+    u_dept = rng.normal(0.0, 0.3, size=N_DEPTS)
+    for i, start in enumerate(range(0, n, piece_rows)):
+        m = min(piece_rows, n - start)
+        r = np.random.default_rng([seed, i])
+        student = r.integers(0, n_students, m)
+        item = r.choice(n_items, size=m, p=weights)
+        dept = item_dept[item]
+        x = r.standard_normal(m)
+        treat = r.integers(0, 2, m)
+        y = 3.0 + 0.5 * x + 0.2 * treat + u_student[student] + u_item[item] + u_dept[dept] + r.standard_normal(m)
+        yield pd.DataFrame({
+            "y": y,
+            "x": x,
+            "treat": pd.Categorical.from_codes(treat, categories=["a", "b"]),
+            "student": _factor(student, "s", n_students),
+            "item": _factor(item, "i", n_items),
+            "dept": _factor(dept, "d", N_DEPTS),
+        }, index=pd.RangeIndex(start, start + m))
 
 
 def simulate_nested(n: int, seed: int = 0, n_subjects: int | None = None) -> pd.DataFrame:
