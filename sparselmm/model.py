@@ -172,8 +172,10 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
         ``"y ~ x + (1 | a) + (1 + x | b)"``: fixed effects, then random terms
         ``(expr | group)``, ``(expr || group)`` (uncorrelated), ``(1 | a:b)``
         (interaction), ``(1 | a/b)`` (nested).
-    data : pandas.DataFrame
-        The data; never modified.
+    data : pandas.DataFrame, file paths, list of DataFrames or dask.dataframe.DataFrame
+        The data; never modified. Parquet or CSV files (a path, glob or list), a list of
+        DataFrames (or a function returning a new iterable of them) and Dask DataFrames are read
+        twice, a piece at a time (see :class:`LinearMixedModel`).
     reml : bool
         REML (default) or maximum likelihood.
     method : {"auto", "newton", "bfgs", "lbfgs", "powell", "nelder-mead"}
