@@ -131,6 +131,11 @@ def simulate_crossed(n: int, seed: int = 0) -> pd.DataFrame:
     noise = rng.standard_normal(n)
 
     y = 3.0 + 0.5 * x + 0.2 * treat + u_student[student] + u_item[item] + u_dept[dept] + noise
+    return _crossed_frame(y, x, treat, student, item, dept, n_students, n_items)
+
+
+def _crossed_frame(y, x, treat, student, item, dept, n_students, n_items, index=None) -> pd.DataFrame:
+    """The columns of :func:`simulate_crossed`, its categoricals over every level."""
     return pd.DataFrame({
         "y": y,
         "x": x,
@@ -138,7 +143,7 @@ def simulate_crossed(n: int, seed: int = 0) -> pd.DataFrame:
         "student": _factor(student, "s", n_students),
         "item": _factor(item, "i", n_items),
         "dept": _factor(dept, "d", N_DEPTS),
-    })
+    }, index=index)
 
 
 def simulate_crossed_pieces(n: int, piece_rows: int = 1_000_000, seed: int = 0, n_students: int = 10_000,
@@ -171,14 +176,7 @@ def simulate_crossed_pieces(n: int, piece_rows: int = 1_000_000, seed: int = 0, 
         x = r.standard_normal(m)
         treat = r.integers(0, 2, m)
         y = 3.0 + 0.5 * x + 0.2 * treat + u_student[student] + u_item[item] + u_dept[dept] + r.standard_normal(m)
-        yield pd.DataFrame({
-            "y": y,
-            "x": x,
-            "treat": pd.Categorical.from_codes(treat, categories=["a", "b"]),
-            "student": _factor(student, "s", n_students),
-            "item": _factor(item, "i", n_items),
-            "dept": _factor(dept, "d", N_DEPTS),
-        }, index=pd.RangeIndex(start, start + m))
+        yield _crossed_frame(y, x, treat, student, item, dept, n_students, n_items, pd.RangeIndex(start, start + m))
 
 
 def simulate_nested(n: int, seed: int = 0, n_subjects: int | None = None) -> pd.DataFrame:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .common import _find
+
 
 # --- blocked kernels -------------------------------------------------------------
 #
@@ -265,16 +267,10 @@ def blocked_gather(rows, cols, q1, Z, rfp, lptr, lidx, zval, out):
         if k >= q1:
             out[t] = _sym_at(Z, m, rfp, i - q1, k - q1)
             continue
-        lo, hi = lptr[k], lptr[k + 1]  # sorted rows: bisect
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if lidx[mid] < i:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo == lptr[k + 1] or lidx[lo] != i:
+        pos = _find(lidx, lptr[k], lptr[k + 1], i)
+        if pos < 0:
             raise ValueError("blocked gather: entry outside A's pattern")
-        out[t] = zval[lo]
+        out[t] = zval[pos]
 
 
 @nb.njit(cache=True, parallel=True)
