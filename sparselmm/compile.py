@@ -203,7 +203,7 @@ def _run(part: int, parts: int, quiet: bool) -> tuple[int, int, list[str], list[
         warnings.simplefilter("ignore")
         for label, formula, data, backend in list(workloads())[part::parts]:
             t0 = time.perf_counter()
-            result = fit(formula, data, backend=backend)
+            result = fit(formula, data, backend=backend, progress=False)
             _exercise(result)
             nfits += 1
             if backend == "blocked" and len(data) > _MANY:  # the parallel Schur pass (chosen from 1e7 pairs)
@@ -211,7 +211,7 @@ def _run(part: int, parts: int, quiet: bool) -> tuple[int, int, list[str], list[
 
                 model = result.model
                 model.backend = BlockedBackend(model.layout, model.crossprod, model.reml, parallel=True)
-                _exercise(model.fit())
+                _exercise(model.fit(progress=False))
             if not quiet:
                 print(f"  {label:22s} {backend:8s} {formula:40s} {time.perf_counter() - t0:6.2f} s", flush=True)
         if part == parts - 1:
