@@ -45,6 +45,10 @@ class Source:
     def pieces(self):
         raise NotImplementedError
 
+    def total_rows(self) -> int | None:
+        """The rows of the source if known without reading them (for a progress bar)."""
+        return None
+
     def _select(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
@@ -65,6 +69,16 @@ class FileSource(Source):
             raise DataError("the files must be all Parquet or all CSV, not a mix: "
                             + ", ".join(p.name for p in paths[:5]))
         self.format = kinds.pop()
+
+    def total_rows(self) -> int | None:
+        if self.format != "parquet":
+            return None
+        import pyarrow.parquet as pq
+
+        try:
+            return sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
+        except Exception:  # an unreadable file: its piece says so
+            return None
 
     def pieces(self):
         for path in self.paths:
@@ -111,6 +125,9 @@ class FrameSource(Source):
     def __init__(self, frames, columns: list[str]):
         super().__init__(columns)
         self.frames = frames
+
+    def total_rows(self) -> int | None:
+        return None if callable(self.frames) else sum(len(f) for f in self.frames if isinstance(f, pd.DataFrame))
 
     def pieces(self):
         frames = self.frames() if callable(self.frames) else self.frames

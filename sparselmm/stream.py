@@ -245,9 +245,9 @@ def piece_crossprod(name: str, frame: pd.DataFrame, encoder: Encoder, shift: np.
 
 
 # --- the two passes -------------------------------------------------------------------------
-def _reduce(source: Source, work, combine):
+def _reduce(source: Source, work, combine, bar=None):
     """``combine`` of ``work(name, piece)`` over the pieces (Dask: as tasks where the partitions are,
-    summed in a tree)."""
+    summed in a tree); ``bar``: a tqdm bar advanced by each piece's rows."""
     if source.kind == "dask":
         import dask
 
@@ -259,7 +259,22 @@ def _reduce(source: Source, work, combine):
     total = None
     for name, piece in source.pieces():
         total = _combine2(combine, total, work(name, piece)) if total is not None else work(name, piece)
+        if bar is not None:
+            bar.update(len(piece))
+    if bar is not None:
+        bar.close()
     return total
+
+
+def _bar(what: str, total: int | None, show: bool):
+    """A tqdm progress bar in rows on standard error, if ``show`` and tqdm is installed (extra ``[progress]``)."""
+    if not show:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=f"sparselmm: {what}", unit=" rows", unit_scale=True, file=sys.stderr, leave=False)
 
 
 def _combine2(combine, a, b):
@@ -308,7 +323,8 @@ def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool =
     """The model's frame (without rows) and crossproducts from a source read twice.
 
     ``source_of(columns)``: the :class:`~sparselmm.sources.Source` reading those columns.
-    ``verbose``: a line per pass on standard error (rows, seconds, rows per second).
+    ``verbose``: a progress bar per pass (tqdm, when installed) and a line after it on standard
+    error (rows, seconds, rows per second).
     """
     parsed = parse_formula(formula)
     if not parsed.random:
@@ -319,7 +335,8 @@ def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool =
     factors = [rt.factors for rt in parsed.random]
     plan = Plan(parsed, used, [], factors, missing)
     start = time.perf_counter()
-    scan = _reduce(source, lambda name, piece: scan_piece(name, piece, plan), Scan.__add__)
+    scan = _reduce(source, lambda name, piece: scan_piece(name, piece, plan), Scan.__add__,
+                   _bar("pass 1", source.total_rows(), verbose and source.kind != "dask"))
     first_pass = time.perf_counter() - start
     if scan is None or scan.rows == 0:
         raise DataError("the data has no rows")
@@ -345,7 +362,8 @@ def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool =
     if verbose:
         _say(f"pass 1 (levels, types, missing values): {scan.rows:,} rows", first_pass)
     start = time.perf_counter()
-    cp = _reduce(source, lambda name, piece: piece_crossprod(name, piece, encoder, shift), Crossprod.__add__)
+    cp = _reduce(source, lambda name, piece: piece_crossprod(name, piece, encoder, shift), Crossprod.__add__,
+                 _bar("pass 2", scan.rows, verbose and source.kind != "dask"))
     second_pass = time.perf_counter() - start
     if verbose:
         _say(f"pass 2 (crossproducts): {cp.n:,} rows", second_pass)
