@@ -80,9 +80,7 @@ class Summary:
         else:
             self.criterion = {"AIC": result.aic, "BIC": result.bic, "logLik": result.llf,
                               "deviance": result.objective, "df.resid": result.nobs - result.df_modelwise}
-        r = result.resid.to_numpy() / result.sigma
-        self.scaled_residuals = pd.Series(np.quantile(r, [0, 0.25, 0.5, 0.75, 1]),
-                                          index=["Min", "1Q", "Median", "3Q", "Max"])
+        self.scaled_residuals = result.scaled_residual_quantiles
         self.random_effects = _random_effects_table(result.varcorr)
         self.groups = {t.group: t.nlevels for t in result.model.layout.terms}
         self.fixed_effects = self._fixed_effects(result)

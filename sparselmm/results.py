@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance
 
 
+#: Residuals of a model read in pieces whose quartiles the summary takes from all rows (beyond: every
+#: k-th row, 80 MB at most).
+QUANTILE_ROWS = 10_000_000
+
+
 class LMMResults:
     """The fitted model (see the module docstring for the names)."""
 
@@ -213,6 +218,25 @@ class LMMResults:
         beta, b = self._sol.beta, self._b
         return stream.source.frame.map_partitions(lambda part: stream.fitted(part, beta, b)[column],
                                                   meta=pd.Series(dtype=float, name=column))
+
+    @cached_property
+    def scaled_residual_quantiles(self) -> pd.Series:
+        """Min, quartiles and max of the residuals over σ̂ (lme4's summary). A model read in pieces
+        reads them once more: min and max exact, the quartiles of every k-th row beyond
+        :data:`QUANTILE_ROWS` rows."""
+        if self.model.stream is None:
+            r = self.resid.to_numpy()
+            low, high, sample = r.min(), r.max(), r
+        else:
+            step = max(1, -(-self.nobs // QUANTILE_ROWS))
+            low, high, parts = np.inf, -np.inf, []
+            for _, piece in self.fitted_pieces():
+                r = piece["resid"].to_numpy()
+                low, high = min(low, r.min()), max(high, r.max())
+                parts.append(r[::step].copy())
+            sample = np.concatenate(parts)
+        values = np.array([low, *np.quantile(sample, [0.25, 0.5, 0.75]), high]) / self.sigma
+        return pd.Series(values, index=["Min", "1Q", "Median", "3Q", "Max"])
 
     def fitted_pieces(self):
         """Fitted values and residuals a piece at a time: ``(name, DataFrame)`` with columns

@@ -224,3 +224,13 @@ def test_verbose_reports_the_passes(data, capsys):
     err = capsys.readouterr().err
     assert "pass 1 (levels, types, missing values): 6,000 rows in" in err
     assert "pass 2 (crossproducts): 6,000 rows in" in err and "rows/s" in err
+
+
+def test_summary_of_a_model_read_in_pieces(data, reference):
+    """lme4's summary, scaled residuals included (one more pass), as of the same rows in memory."""
+    streamed = _fit([data.iloc[:2_500], data.iloc[2_500:]])
+    def text(result):  # all but the fit's time
+        return [line for line in str(result.summary()).splitlines() if "time" not in line]
+
+    assert text(streamed) == text(reference)
+    np.testing.assert_allclose(streamed.scaled_residual_quantiles, reference.scaled_residual_quantiles, rtol=1e-6)
