@@ -1,7 +1,8 @@
 """Command line: ``sparselmm fit DATA "FORMULA"`` fits and prints lmerTest's summary.
 
 DATA is a CSV file (header row) or a Parquet file (``.parquet``/``.pq``;
-needs pyarrow). Options add the inference: ``--anova`` (type 3 F tests),
+needs pyarrow), read whole; or a glob pattern (quoted) or a directory of such
+files, read twice a piece at a time (data larger than memory). Options add the inference: ``--anova`` (type 3 F tests),
 ``--confint wald|profile|boot``, ``--ranova``; ``--json`` prints everything
 as JSON instead (:meth:`LMMResults.to_dict`). Progress of the stages goes to
 standard error; the bootstrap shows a bar (tqdm) on long runs.
@@ -37,12 +38,28 @@ def read_data(path: str, factors: list[str]):
     return pd.read_csv(path, dtype={c: str for c in factors})
 
 
+def pieces_of(path: str) -> str | None:
+    """The glob of the files DATA names when they are to be read in pieces (a pattern, or a
+    directory: its Parquet files, else its CSV files), else None."""
+    import glob
+
+    if glob.has_magic(path):
+        return path
+    if Path(path).is_dir():
+        for suffix in (".parquet", ".pq", ".csv"):
+            if glob.glob(str(Path(path) / f"*{suffix}")):
+                return str(Path(path) / f"*{suffix}")
+        raise SparseLMMError(f"no Parquet or CSV files in the directory {path}")
+    return None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparselmm", description="Fit linear mixed models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="fit an lme4 formula to a CSV or Parquet file and print the summary",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", help="CSV file with a header row, or a Parquet file (.parquet, .pq)")
+    p.add_argument("data", help="CSV file with a header row, or a Parquet file (.parquet, .pq); or a glob "
+                                "pattern or a directory of them, read in pieces")
     p.add_argument("formula", help='lme4 formula, e.g. "y ~ x + (1|g)"')
     p.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     p.add_argument("--factor", action="append", default=[], metavar="COLUMN",
@@ -100,8 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         from . import fit
         from .report import format_table
 
-        data = stages.run(f"reading {Path(args.data).name}", lambda: read_data(args.data, args.factor))
-        result = stages.run(f"fitting {len(data)} rows",
+        data = pieces_of(args.data)
+        if data is not None and args.factor:
+            raise SparseLMMError("--factor applies to one file read whole; files read in pieces keep their types")
+        if data is None:
+            data = stages.run(f"reading {Path(args.data).name}", lambda: read_data(args.data, args.factor))
+        rows = f"{len(data)} rows" if not isinstance(data, str) else data
+        result = stages.run(f"fitting {rows}",
                             lambda: fit(args.formula, data, reml=not args.ml, method=args.method,
                                         backend=args.backend, verbose=not args.quiet))
         if args.json:

@@ -176,3 +176,18 @@ def test_command_line_names_a_missing_file_and_factor(tmp_path, capsys):
     pd.read_csv(SLEEP).to_parquet(path)
     assert main(["fit", str(path), FORMULA, "--factor", "Subjekt"]) == 2
     assert "'Subjekt'" in capsys.readouterr().err
+
+
+def test_command_line_reads_a_directory_of_files_in_pieces(tmp_path, capsys, sleep_ml):
+    """A directory (or a quoted glob) of Parquet files is read in pieces: the fit of the whole file."""
+    pytest.importorskip("pyarrow")
+    _, _, fit = sleep_ml
+    data = pd.read_csv(SLEEP, dtype={"Subject": str})
+    for i, start in enumerate(range(0, len(data), 50)):
+        data.iloc[start:start + 50].to_parquet(tmp_path / f"part-{i}.parquet")
+    assert main(["fit", str(tmp_path), FORMULA, "--ml", "--json", "--anova", "--quiet"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["fit"]["objective"] == pytest.approx(fit.objective, rel=1e-10)
+    assert d["anova"]["table"]["Days"]["F value"] == pytest.approx(fit.anova().loc["Days", "F value"], rel=1e-6)
+    assert main(["fit", str(tmp_path / "part-*.parquet"), FORMULA, "--factor", "Subject"]) == 2
+    assert "--factor applies to one file" in capsys.readouterr().err

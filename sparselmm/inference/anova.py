@@ -85,8 +85,7 @@ def type3_contrasts(model) -> dict[str, np.ndarray]:
 
 def type1_contrasts(model) -> dict[str, np.ndarray]:
     """Per fixed term, the rows of the Doolittle factor of X'X (sequential hypotheses)."""
-    X = model.frame.X
-    R = np.linalg.cholesky(X.T @ X).T
+    R = np.linalg.cholesky(model.crossprod.XtX).T  # X'X (of a model read in pieces too)
     U = R / np.diag(R)[:, None]  # unit upper triangular: X'X = U' D U
     return {name: U[cols] for name, cols, _ in fixed_terms(model)}
 
