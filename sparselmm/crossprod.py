@@ -55,12 +55,9 @@ class Crossprod:
     def __add__(self, other: Crossprod) -> Crossprod:
         """The crossproducts of two sets of rows together (the same terms, levels and shift):
         Z'Z's pattern is the union of the two, explicit zeros kept."""
-        a, b = self.ZtZ.tocoo(), other.ZtZ.tocoo()
-        ZtZ = sp.csc_matrix((np.concatenate([a.data, b.data]),
-                             (np.concatenate([a.row, b.row]), np.concatenate([a.col, b.col]))), shape=a.shape)
-        ZtZ.sort_indices()
-        return Crossprod(ZtZ=ZtZ, ZtXy=self.ZtXy + other.ZtXy, XtX=self.XtX + other.XtX, Xty=self.Xty + other.Xty,
-                         yty=self.yty + other.yty, n=self.n + other.n, beta_shift=self.beta_shift)
+        return Crossprod(ZtZ=_add_patterns(self.ZtZ, other.ZtZ), ZtXy=self.ZtXy + other.ZtXy, XtX=self.XtX + other.XtX,
+                         Xty=self.Xty + other.Xty, yty=self.yty + other.yty, n=self.n + other.n,
+                         beta_shift=self.beta_shift)
 
     @property
     def ZtX(self) -> np.ndarray:
@@ -69,6 +66,31 @@ class Crossprod:
     @property
     def Zty(self) -> np.ndarray:
         return self.ZtXy[:, -1]
+
+
+def _keys(A: sp.csc_matrix) -> np.ndarray:
+    """Column-major positions (col · rows + row) of a sorted CSC matrix's entries: increasing."""
+    cols = np.repeat(np.arange(A.shape[1], dtype=np.int64), np.diff(A.indptr))
+    return cols * A.shape[0] + A.indices
+
+
+def _add_patterns(A: sp.csc_matrix, B: sp.csc_matrix) -> sp.csc_matrix:
+    """A + B on the union of their patterns, explicit zeros kept (scipy's sum drops them). Where B's
+    pattern lies in A's (pieces of rows, once the levels have met), B's values are added at their
+    positions in A's; otherwise the entries of both are merged."""
+    ka, kb = _keys(A), _keys(B)
+    pos = np.searchsorted(ka, kb)
+    if len(kb) == 0 or (pos[-1] < len(ka) and np.array_equal(ka[np.minimum(pos, len(ka) - 1)], kb)):
+        data = A.data.copy()
+        data[pos] += B.data
+        out = sp.csc_matrix((data, A.indices, A.indptr), shape=A.shape)
+    else:
+        a, b = A.tocoo(), B.tocoo()
+        out = sp.csc_matrix((np.concatenate([a.data, b.data]),
+                             (np.concatenate([a.row, b.row]), np.concatenate([a.col, b.col]))), shape=A.shape)
+        out.sort_indices()
+    out.has_sorted_indices = True
+    return out
 
 
 def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None = None) -> Crossprod:

@@ -102,3 +102,37 @@ def test_one_term_crossproducts_grouped_or_not(rows):
     np.testing.assert_allclose(cp.ZtZ.toarray(), Z.T @ Z, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(cp.ZtX, Z.T @ model.frame.X, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(cp.Zty, Z.T @ e, rtol=1e-10, atol=1e-9)
+
+
+def test_crossproducts_of_pieces_add_up_to_the_whole():
+    """Z'Z, Z'[X y], X'X, X'y, y'y and n of two sets of rows, summed (``Crossprod.__add__``: explicit
+    zeros of the block pattern kept, whether one piece's pattern lies in the other's or not)."""
+    import sparselmm
+    from sparselmm.crossprod import crossproducts
+    from sparselmm.design import Layout
+
+    rng = np.random.default_rng(4)
+    n = 600
+    data = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                         "a": rng.integers(0, 40, n).astype(str), "b": rng.integers(0, 9, n).astype(str)})
+    data.loc[:299, "x"] = 0.0  # the first piece's slope columns are zero: explicit zeros in its blocks
+    model = sparselmm.LinearMixedModel("y ~ x + (1 + x|a) + (1|b)", data)
+    whole = model.crossprod
+    shift = whole.beta_shift
+    frame = model.frame
+
+    def piece(rows):
+        terms = [type(t)(group=t.group, columns=t.columns, levels=t.levels, codes=t.codes[rows], X=t.X[rows])
+                 for t in frame.terms]
+        return crossproducts(Layout(terms), frame.X[rows], frame.y[rows], shift=shift)
+
+    for first, second in [(np.arange(300), np.arange(300, n)), (np.arange(n), np.arange(0, n, 7))]:
+        total = piece(first) + piece(second)
+        expected = whole if len(first) + len(second) == n else piece(np.concatenate([first, second]))
+        assert total.n == expected.n
+        assert total.ZtZ.nnz == expected.ZtZ.nnz  # the same block pattern, explicit zeros included
+        np.testing.assert_array_equal(total.ZtZ.indices, expected.ZtZ.indices)
+        np.testing.assert_allclose(total.ZtZ.toarray(), expected.ZtZ.toarray(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(total.ZtXy, expected.ZtXy, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(total.XtX, expected.XtX, rtol=1e-12)
+        assert total.yty == pytest.approx(expected.yty, rel=1e-12)
