@@ -249,6 +249,18 @@ class LMMResults:
         for name, piece in stream.source.pieces():
             yield name, stream.fitted(piece, self._sol.beta, self._b)
 
+    def predict_pieces(self, newdata):
+        """:meth:`predict` a piece at a time on data too large for memory: ``newdata`` as ``fit``
+        takes it (Parquet or CSV paths, a list of DataFrames, ...; a Dask DataFrame: its
+        partitions in turn). Yields ``(name, Series)``; the response column is not needed."""
+        from .frame import _variables
+        from .sources import open_source
+
+        parsed = self.model.frame.formula
+        columns = [c for c in _variables(parsed) if c != parsed.response]
+        for name, piece in open_source(newdata, columns).pieces():
+            yield name, self.predict(piece)
+
     def write_fitted(self, path) -> int:
         """Write the fitted values and residuals (columns ``fitted``, ``resid``; in the order of the
         rows read, complete rows only) to the Parquet file ``path``, a piece at a time (a Dask

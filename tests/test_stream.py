@@ -234,3 +234,12 @@ def test_summary_of_a_model_read_in_pieces(data, reference):
 
     assert text(streamed) == text(reference)
     np.testing.assert_allclose(streamed.scaled_residual_quantiles, reference.scaled_residual_quantiles, rtol=1e-6)
+
+
+def test_predictions_on_files_a_piece_at_a_time(data, reference, tmp_path):
+    new = data.drop(columns="y").iloc[::3]
+    _write(new, tmp_path, [1_000, len(new) - 1_000])
+    pieces = list(reference.predict_pieces(str(tmp_path / "part-*.parquet")))
+    assert [name for name, _ in pieces] == ["part-000.parquet", "part-001.parquet"]
+    predicted = pd.concat([p for _, p in pieces])
+    pd.testing.assert_series_equal(predicted, reference.predict(new), rtol=1e-12)
