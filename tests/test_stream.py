@@ -243,3 +243,14 @@ def test_predictions_on_files_a_piece_at_a_time(data, reference, tmp_path):
     assert [name for name, _ in pieces] == ["part-000.parquet", "part-001.parquet"]
     predicted = pd.concat([p for _, p in pieces])
     pd.testing.assert_series_equal(predicted, reference.predict(new), rtol=1e-12)
+
+
+def test_inference_on_a_model_read_in_pieces(data, reference):
+    """The table's df and the profile need only the crossproducts; the bootstrap and refits by formula
+    need rows, and say so."""
+    streamed = _fit([data.iloc[:3_000], data.iloc[3_000:]])
+    pd.testing.assert_frame_equal(streamed.coef_table(), reference.coef_table(), rtol=1e-5)
+    with pytest.raises(ValueError, match="not available for a model read in pieces"):
+        streamed.bootstrap(n=2)
+    with pytest.raises(ValueError, match="not available for a model read in pieces"):
+        streamed.ranova()

@@ -182,6 +182,9 @@ def bootstrap(result, n: int = 1000, seed=None, n_jobs: int = 1, statistic=None,
     """
     if not (isinstance(n, (int, np.integer)) and n >= 1):
         raise ValueError(f"n must be a positive integer, not {n!r}")
+    if result.model.stream is not None:
+        raise ValueError("the parametric bootstrap simulates every row in memory: it is not available for a model "
+                         "read in pieces (profile intervals are: confint(method='profile'))")
     n_jobs = os.cpu_count() or 1 if n_jobs in (-1, None) else int(n_jobs)
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer or -1, not {n_jobs!r}")

@@ -16,6 +16,9 @@ from .distributions import chi2_sf
 
 
 def _needs_data(result):
+    if getattr(result.model, "stream", None) is not None:
+        raise ValueError("likelihood-ratio tests refit reduced models from the data in memory: not available for a "
+                         "model read in pieces")
     if result.model.data is None:
         raise ValueError("likelihood-ratio tests refit reduced models: they need a fit made from a formula and "
                          "data (sparselmm.fit or LinearMixedModel)")
