@@ -3,9 +3,7 @@
 The blocked backend's iteration is dominated by LAPACK on the dense block of order m: a
 factorization (``dpotrf``, m³/3 flops) and an inverse (``dpotri``, 2m³/3) per gradient.
 :func:`dense_rate` times a ``dpotrf`` of order 1,024 with the system LAPACK on every core (once per
-process, about 20 ms); :func:`dense_iteration_seconds` scales it. Larger orders run faster than
-order 1,024, so the estimate errs long (MovieLens-10M's shape, m = 10,677: 15–23 s an iteration
-measured).
+process, about 20 ms), and every estimate scales it.
 
 The automatic choice of backend (``backends.make_backend``) compares two estimates of an
 iteration (a factorization and a gradient): :func:`blocked_iteration_seconds` (the dense algebra
@@ -46,11 +44,6 @@ def dense_rate() -> float:
             cholesky(work)
             best = min(best, time.perf_counter() - start)
     return PROBE_ORDER ** 3 / 3 / best
-
-
-def dense_iteration_seconds(m: int) -> float:
-    """Seconds of an iteration's dense algebra on a block of order ``m``: factor and inverse."""
-    return float(m) ** 3 / dense_rate()
 
 
 #: Seconds per pair of rows of one column of L21 (blocked backend): the Schur pass's multiply-add

@@ -123,12 +123,12 @@ def test_auto_refuses_a_dense_schur_block_without_cholmod(monkeypatch):
 
 def test_dense_cost_is_measured_on_this_machine():
     """The dense rate is a measurement (a Cholesky factorization of order 1,024), and the time of an
-    iteration the m³ flops of a factorization and an inverse at that rate."""
-    from sparselmm.cost import dense_iteration_seconds, dense_rate, format_seconds
+    iteration the m³ flops of a factorization and an inverse at that rate (times LARGE_BLOCK_SPEEDUP)."""
+    from sparselmm.cost import LARGE_BLOCK_SPEEDUP, blocked_iteration_seconds, dense_rate, format_seconds
 
     rate = dense_rate()
     assert 1e8 < rate < 1e13  # between a slow core's reference BLAS and a large server's
-    assert dense_iteration_seconds(2000) == pytest.approx(2000.0 ** 3 / rate)
+    assert blocked_iteration_seconds(2000, 0, 0) == pytest.approx(2000.0 ** 3 / (rate * LARGE_BLOCK_SPEEDUP))
     assert [format_seconds(s) for s in (0.034, 5, 600, 36_000)] == ["34 ms", "5 s", "10 min", "10.0 h"]
 
 

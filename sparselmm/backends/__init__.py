@@ -14,7 +14,7 @@ import numpy as np
 
 from ..crossprod import Crossprod
 from ..design import Layout
-from ..cost import DENSE_SCHUR, dense_iteration_seconds, format_seconds, prefer_blocked
+from ..cost import DENSE_SCHUR, blocked_iteration_seconds, format_seconds, prefer_blocked
 from ..errors import ModelSizeError
 from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
@@ -82,7 +82,8 @@ def _refuse_dense_schur(layout: Layout, cp: Crossprod, m: int, limit: float) -> 
                f"({layout.terms[0].nlevels} levels) eliminated, {rest} leave a block of order {m:,} that is "
                f"{density:.0%} full: about {entries:,.0f} entries as a sparse factor, "
                f"{dense_bytes(layout, 'packed') / 2**30:.1f} GiB and some "
-               f"{format_seconds(dense_iteration_seconds(m))} an iteration on this machine as a dense one)",
+               f"{format_seconds(blocked_iteration_seconds(m, schur_pairs(layout, cp), layout.q))} an iteration "
+               "on this machine as a dense one)",
                entries * SPARSE_BYTES_PER_ENTRY, limit,
                "Reduce the levels of the smaller crossed factors (or drop, nest or merge a term); "
                "backend='sparse' lets CHOLMOD's analysis try its orderings.")

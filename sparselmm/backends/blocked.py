@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..cost import Estimate, blocked_iteration_seconds, dense_iteration_seconds, format_seconds
+from ..cost import Estimate, blocked_iteration_seconds, format_seconds
 from ..crossprod import Crossprod
 from ..design import Layout
 from ..lapack import cholesky, cholesky_inverse, packed_cholesky_inverse, triangular_solve
@@ -135,10 +135,12 @@ class BlockedBackend(ProfiledBackend):
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
         nbytes = dense_bytes(layout, storage)
+        self._pairs = schur_pairs(layout, cp)
         if nbytes > limit:
             rest = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in layout.terms[1:])
+            seconds = blocked_iteration_seconds(m, self._pairs, layout.q)
             refuse(f"The dense block of order {m:,} after {layout.terms[0].group} (terms {rest}; some "
-                   f"{format_seconds(dense_iteration_seconds(m))} an iteration on this machine)", nbytes, limit,
+                   f"{format_seconds(seconds)} an iteration on this machine)", nbytes, limit,
                    "Use backend='sparse', or fewer levels in the smaller crossed factors.")
         self._q1, self._p1, self.storage = q1, p1, storage
         self._rfp = storage == "packed"
@@ -157,7 +159,6 @@ class BlockedBackend(ProfiledBackend):
         self._zval = np.empty(len(lidx))
         self._work = np.empty((q1 // p1, p1, p1))
         self._rhs = cp.ZtXy
-        self._pairs = schur_pairs(layout, cp)
         parallel = self._pairs >= PARALLEL_MIN_PAIRS if parallel is None else parallel
         self._nchunks = 8 * kernels.num_threads() if parallel else 1
         # no thread pool started below the threshold, to spin against LAPACK's
