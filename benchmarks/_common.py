@@ -7,8 +7,10 @@ Data set names are ``"insteval"`` (lme4's InstEval, 73,421 rows) and
 
 from __future__ import annotations
 
+import json
 import warnings
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,15 @@ from sparselmm.kernels import PARALLEL_MIN_WORK
 INSTEVAL_FORMULA = "y ~ 1 + service + (1|s) + (1|d) + (1|dept)"
 
 SIZES = [10_000, 100_000, 1_000_000]
+
+def save_results(out: str | Path, name: str, data, report: str) -> None:
+    """``name.json`` (``data``) and ``name.md`` (``report``, also printed) in the directory ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1))
+    (out / f"{name}.md").write_text(report)
+    print(report)
+
 
 # Generous: the slowest fit (10⁶-row crossed design) takes seconds; other systems minutes.
 FIT_TIMEOUT = 1800.0

@@ -17,13 +17,14 @@ is a copy, which ``tests/test_cost.py`` checks the choice against.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ._common import save_results
 
 HERE = Path(__file__).resolve().parent
 FORMULA = "y ~ 1 + (1|user) + (1|item)"
@@ -106,14 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         for window in WINDOWS:
             rows.append(measure(n_items, window))
             print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "backend_costs.json").write_text(json.dumps(rows, indent=1))
-    report = ("## Blocked or CHOLMOD: one iteration (objective and gradient) measured, and estimated\n\n"
-              f"`{FORMULA}`, ML; {USERS_PER_ITEM} users per item, {PER_USER} ratings per user. "
-              "✗: the cost model chose the slower.\n\n" + table(rows))
-    (out / "backend_costs.md").write_text(report)
-    print(report)
+    save_results(args.out, "backend_costs", rows,
+                 "## Blocked or CHOLMOD: one iteration (objective and gradient) measured, and estimated\n\n"
+                 f"`{FORMULA}`, ML; {USERS_PER_ITEM} users per item, {PER_USER} ratings per user. "
+                 "✗: the cost model chose the slower.\n\n" + table(rows))
     return 0
 
 

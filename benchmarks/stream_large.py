@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._common import save_results
+
 HERE = Path(__file__).resolve().parent
 FORMULA = "y ~ x + treat + (1|student) + (1|item) + (1|dept)"
 PIECE = 1_000_000
@@ -136,15 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         for p in paths:
             p.unlink()
         directory.rmdir()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stream_large.json").write_text(json.dumps(dict(rows=args.rows, write_seconds=wrote, fits=results),
-                                                      indent=1))
-    report = (f"## {args.rows:,} rows of a crossed design, read in pieces\n\n`{FORMULA}`, REML; 10,000 students × "
-              f"1,000 items × 20 departments; {len(paths)} Parquet files of 10⁶ rows (written in {wrote:.0f} s). "
-              "Time from the paths to the result; peak RSS of the fitting process.\n\n" + table(results))
-    (out / "stream_large.md").write_text(report)
-    print(report)
+    save_results(args.out, "stream_large", dict(rows=args.rows, write_seconds=wrote, fits=results),
+                 f"## {args.rows:,} rows of a crossed design, read in pieces\n\n`{FORMULA}`, REML; 10,000 students × "
+                 f"1,000 items × 20 departments; {len(paths)} Parquet files of 10⁶ rows (written in {wrote:.0f} s). "
+                 "Time from the paths to the result; peak RSS of the fitting process.\n\n" + table(results))
     return 0
 
 

@@ -87,7 +87,6 @@ class Plan:
 
     parsed: ParsedFormula
     used: list[str]
-    level_columns: list[str]  # grouping factors and the non-numeric columns (known after pass 1)
     factors: list[tuple[str, ...]]  # the grouping factors of the random terms
     missing: str
 
@@ -333,7 +332,7 @@ def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool =
     used = _variables(parsed)
     source = source_of(used)
     factors = [rt.factors for rt in parsed.random]
-    plan = Plan(parsed, used, [], factors, missing)
+    plan = Plan(parsed, used, factors, missing)
     start = time.perf_counter()
     scan = _reduce(source, lambda name, piece: scan_piece(name, piece, plan), Scan.__add__,
                    _bar("pass 1", source.total_rows(), verbose and source.kind != "dask"))
