@@ -4,16 +4,16 @@ The likelihood needs the rows only through the crossproducts of [Z X y], sums ov
 (``crossprod``). So a source larger than memory (``sources``) is read twice, one piece at a
 time:
 
-1. :func:`scan`: per used column its kind (numeric, or levels), missing values, and the levels of
+1. :func:`scan_piece`, summed: per used column its kind (numeric, or levels), missing values, and the levels of
    every grouping factor and categorical column, their union over the pieces in the order the
    in-memory path gives them (sorted; a categorical's own order when every piece has the same
    categories); the combinations met by interaction factors ``a:b``. Bad input is found here,
    with the piece named, before any crossproduct.
-2. :func:`accumulate`: each piece encoded against those levels (formulaic's specs from the first
+2. :func:`piece_crossprod`, summed: each piece encoded against those levels (formulaic's specs from the first
    piece, with every category), its crossproducts computed by the existing kernels, and summed.
    y enters as y − ȳ (its mean from pass 1) for every piece alike.
 
-Then the checks that need every row (levels against rows, aliased fixed-effect columns from
+:func:`stream_frame` runs both. Then the checks that need every row (levels against rows, aliased fixed-effect columns from
 X'X, a response fitted exactly) run on the sums. A Dask DataFrame's partitions are scanned and
 reduced where they are, as ``dask.delayed`` tasks summed in a tree on the active scheduler
 (threads by default, a ``distributed`` cluster when a client is running): only scans and
@@ -151,7 +151,14 @@ class Grouping:
 
 
 def _codes_of(column: pd.Series, levels: pd.Index) -> np.ndarray:
-    return pd.Categorical(column, categories=levels).codes.astype(np.int64)
+    """Codes of ``column``'s values among ``levels``; a value pass 1 did not see is an error (the data
+    changed between the passes)."""
+    codes = pd.Categorical(column, categories=levels).codes.astype(np.int64)
+    if (codes < 0).any():
+        value = column.to_numpy()[np.flatnonzero(codes < 0)[0]]
+        raise DataError(f"column {column.name!r} has the value {value!r}, which the first pass over the data did "
+                        "not see: did the data change between the passes?", column=str(column.name))
+    return codes
 
 
 def _grouping(factors: tuple[str, ...], scan: Scan) -> Grouping:
@@ -186,7 +193,8 @@ class Encoder:
     keep: np.ndarray | None = None  # the fixed-effect columns kept (aliased ones dropped), once known
 
     def categorize(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.assign(**{c: pd.Categorical(frame[c], categories=lv) for c, lv in self.levels.items()})
+        return frame.assign(**{c: pd.Categorical.from_codes(_codes_of(frame[c], lv), categories=lv)
+                               for c, lv in self.levels.items()})
 
     def specify(self, frame: pd.DataFrame) -> None:
         """formulaic's specs from a first piece (already categorized)."""
@@ -257,7 +265,7 @@ def _reduce(source: Source, work, combine, bar=None):
         return dask.compute(parts[0])[0]
     total = None
     for name, piece in source.pieces():
-        total = _combine2(combine, total, work(name, piece)) if total is not None else work(name, piece)
+        total = _combine2(combine, total, work(name, piece))
         if bar is not None:
             bar.update(len(piece))
     if bar is not None:

@@ -254,3 +254,19 @@ def test_inference_on_a_model_read_in_pieces(data, reference):
         streamed.bootstrap(n=2)
     with pytest.raises(ValueError, match="not available for a model read in pieces"):
         streamed.ranova()
+
+
+def test_data_changed_between_the_passes(data):
+    """A value the first pass did not see (a function returning other frames the second time) is an
+    error naming the column, not a silently missing level."""
+    calls = []
+
+    def pieces():
+        calls.append(1)
+        second = data.iloc[3_000:].copy()
+        if len(calls) > 1:
+            second.loc[second.index[0], "treat"] = "new"
+        return [data.iloc[:3_000], second]
+
+    with pytest.raises(DataError, match="piece 1: column 'treat' has the value 'new', which the first pass"):
+        sparselmm.fit(FORMULA, pieces)
