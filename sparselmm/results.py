@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance
 
 
+def _write_parquet(path, frames, columns: list[str]) -> int:
+    """Float ``columns`` of each frame appended to one Parquet file (a row group each); the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(c, pa.float64()) for c in columns])
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for frame in frames:
+            writer.write_table(pa.Table.from_pandas(frame[columns], schema=schema, preserve_index=False))
+            rows += len(frame)
+    return rows
+
+
 #: Residuals of a model read in pieces whose quartiles the summary takes from all rows (beyond: every
 #: k-th row, 80 MB at most).
 QUANTILE_ROWS = 10_000_000
@@ -274,16 +288,12 @@ class LMMResults:
             frame.map_partitions(lambda part: stream.fitted(part, beta, b).reset_index(drop=True),
                                  meta=meta).to_parquet(path, write_index=False)
             return None
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        return _write_parquet(path, (piece for _, piece in self.fitted_pieces()), ["fitted", "resid"])
 
-        schema = pa.schema([("fitted", pa.float64()), ("resid", pa.float64())])
-        rows = 0
-        with pq.ParquetWriter(path, schema) as writer:
-            for _, piece in self.fitted_pieces():
-                writer.write_table(pa.Table.from_pandas(piece, schema=schema, preserve_index=False))
-                rows += len(piece)
-        return rows
+    def write_predictions(self, newdata, path) -> int:
+        """Write :meth:`predict_pieces` of ``newdata`` (column ``predicted``, in the order of its rows)
+        to the Parquet file ``path``, a piece at a time. Returns the rows written."""
+        return _write_parquet(path, (p.to_frame() for _, p in self.predict_pieces(newdata)), ["predicted"])
 
     def predict(self, newdata: pd.DataFrame | None = None) -> pd.Series:
         """Conditional predictions; levels not seen in the fit get the population prediction."""

@@ -270,3 +270,11 @@ def test_data_changed_between_the_passes(data):
 
     with pytest.raises(DataError, match="piece 1: column 'treat' has the value 'new', which the first pass"):
         sparselmm.fit(FORMULA, pieces)
+
+
+def test_predictions_written_to_parquet(data, reference, tmp_path):
+    new = data.drop(columns="y").iloc[:2_500]
+    _write(new, tmp_path, [1_000, 1_500])
+    assert reference.write_predictions(str(tmp_path / "part-*.parquet"), tmp_path / "predicted.parquet") == 2_500
+    written = pd.read_parquet(tmp_path / "predicted.parquet")
+    np.testing.assert_allclose(written["predicted"], reference.predict(new).to_numpy(), rtol=1e-12)
