@@ -149,16 +149,18 @@ def lambda_map(indptr, indices, term, comp, p, tindex, toff):
     lptr, lidx : ndarray
         CSC pattern (indptr, indices) of the lower triangle.
     ptr, src, t1, t2 : ndarray
-        The map.
+        The map: int32 (a third of a large model's index memory), int64 for ptr and src beyond 2³¹ entries.
     """
-    z, z32 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)  # typed as in the second pass: one signature
-    ne, nm = _handle("_lambda_map_pass")(indptr, indices, term, comp, p, tindex, toff, False, z, z32, z32, z, z, z)
-    ptr = np.empty(ne + 1, dtype=np.int64)
+    z32 = np.zeros(0, dtype=np.int32)  # typed as in the second pass: one signature
+    ne, nm = _handle("_lambda_map_pass")(indptr, indices, term, comp, p, tindex, toff, False, z32, z32, z32, z32,
+                                         z32, z32)
+    wide = np.int32 if nm < np.iinfo(np.int32).max else np.int64
+    ptr = np.empty(ne + 1, dtype=wide)
     lptr = np.empty(len(indptr), dtype=np.int32)
     lidx = np.empty(ne, dtype=np.int32)
-    src = np.empty(nm, dtype=np.int64)
-    t1 = np.empty(nm, dtype=np.int64)
-    t2 = np.empty(nm, dtype=np.int64)
+    src = np.empty(nm, dtype=wide)
+    t1 = np.empty(nm, dtype=np.int32)
+    t2 = np.empty(nm, dtype=np.int32)
     _handle("_lambda_map_pass")(indptr, indices, term, comp, p, tindex, toff, True, ptr, lptr, lidx, src, t1, t2)
     return lptr, lidx, ptr, src, t1, t2
 

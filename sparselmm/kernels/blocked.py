@@ -76,8 +76,8 @@ def blocked_rows(lptr, lidx, q1, m):
     for r in range(m):
         rptr[r + 1] += rptr[r]
     nxt = rptr[:-1].copy()
-    rpos = np.empty(rptr[m], dtype=np.int64)
-    rcol = np.empty(rptr[m], dtype=np.int64)
+    rpos = np.empty(rptr[m], dtype=np.int32)  # positions in A's lower pattern and columns: < 2³¹
+    rcol = np.empty(rptr[m], dtype=np.int32)
     for c in range(q1):
         for k in range(lptr[c], lptr[c + 1]):
             if lidx[k] >= q1:
