@@ -75,20 +75,27 @@ def _keys(A: sp.csc_matrix) -> np.ndarray:
 
 
 def _add_patterns(A: sp.csc_matrix, B: sp.csc_matrix) -> sp.csc_matrix:
-    """A + B on the union of their patterns, explicit zeros kept (scipy's sum drops them). Where B's
-    pattern lies in A's (pieces of rows, once the levels have met), B's values are added at their
-    positions in A's; otherwise the entries of both are merged."""
+    """A + B on the union of their patterns, explicit zeros kept (scipy's sum drops them).
+
+    B's entries are found in A's by their column-major positions; those A lacks are inserted in
+    order (``np.insert``: one pass over A, no sort). Pieces of rows add mostly in place once the
+    levels have met.
+    """
     ka, kb = _keys(A), _keys(B)
     pos = np.searchsorted(ka, kb)
-    if len(kb) == 0 or (pos[-1] < len(ka) and np.array_equal(ka[np.minimum(pos, len(ka) - 1)], kb)):
-        data = A.data.copy()
-        data[pos] += B.data
-        out = sp.csc_matrix((data, A.indices, A.indptr), shape=A.shape)
+    found = pos < len(ka)
+    found[found] = ka[pos[found]] == kb[found]
+    if found.all():
+        data, indices, indptr = A.data.copy(), A.indices, A.indptr
     else:
-        a, b = A.tocoo(), B.tocoo()
-        out = sp.csc_matrix((np.concatenate([a.data, b.data]),
-                             (np.concatenate([a.row, b.row]), np.concatenate([a.col, b.col]))), shape=A.shape)
-        out.sort_indices()
+        keys = np.insert(ka, pos[~found], kb[~found])
+        data = np.insert(A.data, pos[~found], 0.0)
+        pos = np.searchsorted(keys, kb)
+        indices = (keys % A.shape[0]).astype(np.int32)
+        counts = np.bincount(keys // A.shape[0], minlength=A.shape[1])
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    data[pos] += B.data
+    out = sp.csc_matrix((data, indices, indptr), shape=A.shape)
     out.has_sorted_indices = True
     return out
 

@@ -259,18 +259,30 @@ def _reduce(source: Source, work, combine, bar=None):
         import dask
 
         parts = [dask.delayed(work)(f"partition {i}", p) for i, p in enumerate(source.delayed())]
-        while len(parts) > 1:
-            parts = [dask.delayed(_combine2)(combine, *parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
-                     for i in range(0, len(parts), 2)]
-        return dask.compute(parts[0])[0]
-    total = None
+        return dask.compute(_tree(parts, dask.delayed(_combine2), combine))[0]
+    total, batch = None, []
     for name, piece in source.pieces():
-        total = _combine2(combine, total, work(name, piece))
+        batch.append(work(name, piece))
+        if len(batch) == BATCH:  # a tree over the batch, then one sum with the (larger) total
+            total, batch = _combine2(combine, total, _tree(batch, _combine2, combine)), []
         if bar is not None:
             bar.update(len(piece))
     if bar is not None:
         bar.close()
-    return total
+    return _combine2(combine, total, _tree(batch, _combine2, combine)) if batch else total
+
+
+#: Pieces summed among themselves before their sum joins the running total: crossproducts of
+#: pieces are small beside the total, whose pattern each sum with it passes over (10⁸ rows in
+#: 100 pieces: 119 s → 96 s for the second pass, peak 1.8 → 2.1 GB; 8 pieces: 94 s, 2.4 GB).
+BATCH = 4
+
+
+def _tree(parts: list, call, combine):
+    """``combine`` of ``parts`` pairwise, in order (``call``: ``_combine2`` or its ``dask.delayed``)."""
+    while len(parts) > 1:
+        parts = [call(combine, *parts[i:i + 2]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0]
 
 
 def _bar(what: str, total: int | None, show: bool):
