@@ -278,3 +278,11 @@ def test_predictions_written_to_parquet(data, reference, tmp_path):
     assert reference.write_predictions(str(tmp_path / "part-*.parquet"), tmp_path / "predicted.parquet") == 2_500
     written = pd.read_parquet(tmp_path / "predicted.parquet")
     np.testing.assert_allclose(written["predicted"], reference.predict(new).to_numpy(), rtol=1e-12)
+
+
+def test_missing_values_raise_naming_the_file(data, tmp_path):
+    holes = data.copy()
+    holes.loc[4_321, "x"] = np.nan
+    _write(holes, tmp_path, [3_000, 3_000])
+    with pytest.raises(DataError, match=r"missing values in column 'x' \(1 in part-001.parquet\)"):
+        sparselmm.fit(FORMULA, str(tmp_path / "*.parquet"), missing="raise")
