@@ -229,8 +229,10 @@ class LMMResults:
             raise ValueError(f"this model was read in pieces ({stream.rows:,} rows): its {column} values are "
                              "not held in memory; use fitted_pieces() (a piece at a time) or "
                              "write_fitted(path) (a Parquet file)")
-        beta, b = self._sol.beta, self._b
-        return stream.source.frame.map_partitions(lambda part: stream.fitted(part, beta, b)[column],
+        from .stream import fitted_piece
+
+        encoder, beta, b = stream.encoder, self._sol.beta, self._b  # what a task ships: not the source
+        return stream.source.frame.map_partitions(lambda part: fitted_piece(encoder, part, beta, b)[column],
                                                   meta=pd.Series(dtype=float, name=column))
 
     @cached_property
@@ -282,11 +284,12 @@ class LMMResults:
         (None for Dask)."""
         stream = self.model.stream
         if stream is not None and stream.source.kind == "dask":
-            frame = stream.source.frame
-            beta, b = self._sol.beta, self._b
+            from .stream import fitted_piece
+
+            encoder, beta, b = stream.encoder, self._sol.beta, self._b
             meta = pd.DataFrame({"fitted": pd.Series(dtype=float), "resid": pd.Series(dtype=float)})
-            frame.map_partitions(lambda part: stream.fitted(part, beta, b).reset_index(drop=True),
-                                 meta=meta).to_parquet(path, write_index=False)
+            stream.source.frame.map_partitions(lambda part: fitted_piece(encoder, part, beta, b).reset_index(drop=True),
+                                               meta=meta).to_parquet(path, write_index=False)
             return None
         return _write_parquet(path, (piece for _, piece in self.fitted_pieces()), ["fitted", "resid"])
 

@@ -329,13 +329,18 @@ class Streamed:
 
     def fitted(self, piece: pd.DataFrame, beta: np.ndarray, b: list[np.ndarray]) -> pd.DataFrame:
         """Fitted values X β̂ + Z b̂ and residuals of a piece's complete rows (its index)."""
-        piece = _check_response_column(self.encoder.plan.parsed.response, piece)
-        piece, _ = _complete("", piece, self.encoder.plan.used, "drop")
-        y, X, terms = self.encoder.encode(piece)
-        eta = X[:, self.encoder.keep] @ beta
-        for t, bk in zip(terms, b):
-            eta += np.einsum("ij,ij->i", t.X, bk[t.codes])
-        return pd.DataFrame({"fitted": eta, "resid": y - eta}, index=piece.index)
+        return fitted_piece(self.encoder, piece, beta, b)
+
+
+def fitted_piece(encoder: Encoder, piece: pd.DataFrame, beta: np.ndarray, b: list[np.ndarray]) -> pd.DataFrame:
+    """:meth:`Streamed.fitted`, of the encoder alone (what a Dask task ships to a worker)."""
+    piece = _check_response_column(encoder.plan.parsed.response, piece)
+    piece, _ = _complete("", piece, encoder.plan.used, "drop")
+    y, X, terms = encoder.encode(piece)
+    eta = X[:, encoder.keep] @ beta
+    for t, bk in zip(terms, b):
+        eta += np.einsum("ij,ij->i", t.X, bk[t.codes])
+    return pd.DataFrame({"fitted": eta, "resid": y - eta}, index=piece.index)
 
 
 def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool = False) -> Streamed:
