@@ -144,16 +144,23 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 def grouping_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
     """Codes and level labels of the interaction of ``factors``."""
-    codes, levels = _codes(data[factors[0]])
-    if len(factors) == 1:
-        return codes, levels
-    labels = levels.astype(str)
-    for name in factors[1:]:
-        c2, l2 = _codes(data[name])
-        combined = codes * len(l2) + c2
-        used, codes = np.unique(combined, return_inverse=True)
-        labels = pd.Index([f"{labels[u // len(l2)]}:{l2.astype(str)[u % len(l2)]}" for u in used])
-    return codes.astype(np.int64), labels
+    codes, labels, _ = interaction([_codes(data[name]) for name in factors])
+    return codes, labels
+
+
+def interaction(factors: list[tuple[np.ndarray, pd.Index]]) -> tuple[np.ndarray, pd.Index, list[np.ndarray]]:
+    """Codes and labels (``"a:b"``) of the interaction of factors given by their codes and levels,
+    over the combinations that occur, ordered first-factor-major as R's ``a:b``; and, for each
+    factor after the first, the combined codes met at that step (sorted: ``stream`` maps other
+    rows through them)."""
+    codes, labels = factors[0]
+    steps = []
+    for c2, l2 in factors[1:]:
+        used, codes = np.unique(codes * len(l2) + c2, return_inverse=True)
+        steps.append(used)
+        names, first = l2.astype(str), labels.astype(str)
+        labels = pd.Index([f"{first[u // len(l2)]}:{names[u % len(l2)]}" for u in used])
+    return codes.astype(np.int64), labels, steps
 
 
 def _matrix(spec_or_formula, data: pd.DataFrame):

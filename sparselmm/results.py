@@ -229,11 +229,17 @@ class LMMResults:
             raise ValueError(f"this model was read in pieces ({stream.rows:,} rows): its {column} values are "
                              "not held in memory; use fitted_pieces() (a piece at a time) or "
                              "write_fitted(path) (a Parquet file)")
+        return self._dask_fitted()[column]
+
+    def _dask_fitted(self):
+        """A Dask source's fitted values and residuals, a lazy Dask DataFrame (its tasks ship the
+        encoder and the estimates, not the source)."""
         from .stream import fitted_piece
 
-        encoder, beta, b = stream.encoder, self._sol.beta, self._b  # what a task ships: not the source
-        return stream.source.frame.map_partitions(lambda part: fitted_piece(encoder, part, beta, b)[column],
-                                                  meta=pd.Series(dtype=float, name=column))
+        encoder, beta, b = self.model.stream.encoder, self._sol.beta, self._b
+        meta = pd.DataFrame({"fitted": pd.Series(dtype=float), "resid": pd.Series(dtype=float)})
+        return self.model.stream.source.frame.map_partitions(lambda part: fitted_piece(encoder, part, beta, b),
+                                                             meta=meta)
 
     @cached_property
     def scaled_residual_quantiles(self) -> pd.Series:
@@ -262,8 +268,10 @@ class LMMResults:
         if stream is None:
             yield "data", pd.DataFrame({"fitted": self.fittedvalues, "resid": self.resid})
             return
+        from .stream import fitted_piece
+
         for name, piece in stream.source.pieces():
-            yield name, stream.fitted(piece, self._sol.beta, self._b)
+            yield name, fitted_piece(stream.encoder, piece, self._sol.beta, self._b)
 
     def predict_pieces(self, newdata):
         """:meth:`predict` a piece at a time on data too large for memory: ``newdata`` as ``fit``
@@ -284,12 +292,7 @@ class LMMResults:
         (None for Dask)."""
         stream = self.model.stream
         if stream is not None and stream.source.kind == "dask":
-            from .stream import fitted_piece
-
-            encoder, beta, b = stream.encoder, self._sol.beta, self._b
-            meta = pd.DataFrame({"fitted": pd.Series(dtype=float), "resid": pd.Series(dtype=float)})
-            stream.source.frame.map_partitions(lambda part: fitted_piece(encoder, part, beta, b).reset_index(drop=True),
-                                               meta=meta).to_parquet(path, write_index=False)
+            self._dask_fitted().to_parquet(path, write_index=False)
             return None
         return _write_parquet(path, (piece for _, piece in self.fitted_pieces()), ["fitted", "resid"])
 

@@ -36,7 +36,7 @@ from .design import Layout, ReTerm
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from .formula import ParsedFormula, parse_formula
 from .frame import (RANK_TOL, ModelFrame, _ColumnSubset, _among_fixed, _check_finite, _check_levels,
-                    _check_response_column, _matrix, _response, _variables, r_name)
+                    _check_response_column, _matrix, _response, _variables, interaction, r_name)
 from .sources import Source
 
 
@@ -136,7 +136,7 @@ def _levels(scan: Scan, col: str) -> pd.Index:
 @dataclass(frozen=True)
 class Grouping:
     """Global codes of a grouping factor (or an interaction ``a:b``: step by step, as
-    ``frame.grouping_codes``)."""
+    ``frame.interaction``)."""
 
     factors: tuple[str, ...]
     levels: list[pd.Index]  # of each factor
@@ -166,16 +166,8 @@ def _grouping(factors: tuple[str, ...], scan: Scan) -> Grouping:
     if len(factors) == 1:
         return Grouping(factors, levels, [], levels[0])
     combos = scan.combos[factors]
-    codes = _codes_of(combos[factors[0]], levels[0])
-    labels = levels[0].astype(str)
-    used_steps = []
-    for name, lv in zip(factors[1:], levels[1:]):
-        combined = codes * len(lv) + _codes_of(combos[name], lv)
-        used, codes = np.unique(combined, return_inverse=True)
-        used_steps.append(used)
-        l2 = lv.astype(str)
-        labels = pd.Index([f"{labels[u // len(lv)]}:{l2[u % len(lv)]}" for u in used])
-    return Grouping(factors, levels, used_steps, labels)
+    _, labels, used = interaction([(_codes_of(combos[name], lv), lv) for name, lv in zip(factors, levels)])
+    return Grouping(factors, levels, used, labels)
 
 
 # --- pass 2: crossproducts --------------------------------------------------------------------
@@ -327,13 +319,10 @@ class Streamed:
     def rows(self) -> int:
         return self.frame.n
 
-    def fitted(self, piece: pd.DataFrame, beta: np.ndarray, b: list[np.ndarray]) -> pd.DataFrame:
-        """Fitted values X β̂ + Z b̂ and residuals of a piece's complete rows (its index)."""
-        return fitted_piece(self.encoder, piece, beta, b)
-
 
 def fitted_piece(encoder: Encoder, piece: pd.DataFrame, beta: np.ndarray, b: list[np.ndarray]) -> pd.DataFrame:
-    """:meth:`Streamed.fitted`, of the encoder alone (what a Dask task ships to a worker)."""
+    """Fitted values X β̂ + Z b̂ and residuals of a piece's complete rows (its index), from the
+    encoder alone (what a Dask task ships to a worker)."""
     piece = _check_response_column(encoder.plan.parsed.response, piece)
     piece, _ = _complete("", piece, encoder.plan.used, "drop")
     y, X, terms = encoder.encode(piece)

@@ -18,7 +18,7 @@ from ..cost import DENSE_SCHUR, blocked_iteration_seconds, format_seconds, prefe
 from ..errors import ModelSizeError
 from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
-from .blocked import BlockedBackend, dense_bytes, schur_density, schur_pairs
+from .blocked import BlockedBackend, dense_bytes, dense_order, schur_density, schur_pairs
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
 from .sparse import SparseBackend
 
@@ -54,7 +54,7 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
     sizes = np.bincount(col_group) if col_group is not None else None
     if sizes is not None and len(sizes) > 1 and sizes.max() <= MAX_GROUP_SIZE:
         return DenseBackend(layout, cp, reml, col_group, max_memory)
-    m = layout.q - int(layout.col_offset[1])
+    m = dense_order(layout)
     limit = memory_limit(max_memory)
     if dense_bytes(layout, "packed") > limit:
         _refuse_dense_schur(layout, cp, m, limit)

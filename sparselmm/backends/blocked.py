@@ -87,10 +87,15 @@ STORAGES = ("full", "packed")
 PACKED_MIN_ORDER = 4000
 
 
+def dense_order(layout: Layout) -> int:
+    """The order m of the dense block S left after the first term."""
+    return layout.q - int(layout.col_offset[1])
+
+
 def dense_bytes(layout: Layout, storage: str) -> float:
     """Bytes of the blocked backend's dense arrays: S's factor, S⁻¹ and (full storage, scalar first
     term) the gradient's Gram matrix; S⁻¹ in half the space when packed."""
-    m = float(layout.q - int(layout.col_offset[1]))
+    m = float(dense_order(layout))
     if storage == "packed":
         return DENSE_BYTES_PER_ENTRY * (m * m + m * (m + 1) / 2)
     return DENSE_BYTES_PER_ENTRY * m * m * (3 if layout.p[0] == 1 else 2)
@@ -98,8 +103,7 @@ def dense_bytes(layout: Layout, storage: str) -> float:
 
 def choose_storage(layout: Layout, limit: float) -> str:
     """Packed from :data:`PACKED_MIN_ORDER`, or where full storage would not fit ``limit`` bytes."""
-    m = layout.q - int(layout.col_offset[1])
-    return "packed" if m >= PACKED_MIN_ORDER or dense_bytes(layout, "full") > limit else "full"
+    return "packed" if dense_order(layout) >= PACKED_MIN_ORDER or dense_bytes(layout, "full") > limit else "full"
 
 
 class BlockedBackend(ProfiledBackend):
@@ -176,14 +180,12 @@ class BlockedBackend(ProfiledBackend):
     def estimate(self) -> Estimate:
         work = sum(a.nbytes for a in (self._lptr, self._lidx, self._ptr, self._src, self._t1, self._t2, self._rptr,
                                       self._rpos, self._rcol, self._rval, self._aval, self._lval, self._zval))
-        m = self.layout.q - self._q1
         return Estimate(dense_bytes(self.layout, self.storage) + work,
-                        blocked_iteration_seconds(m, self._pairs, self.layout.q))
+                        blocked_iteration_seconds(self._S.shape[0], self._pairs, self.layout.q))
 
     def describe(self) -> str:
-        m = self.layout.q - self._q1
-        return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order {m:,} "
-                f"({self.storage} storage)")
+        return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order "
+                f"{self._S.shape[0]:,} ({self.storage} storage)")
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
