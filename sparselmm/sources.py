@@ -49,10 +49,14 @@ class Source:
         """The rows of the source if known without reading them (for a progress bar)."""
         return None
 
-    def _select(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.columns if c not in frame.columns]
+    def _require(self, names, where: str) -> None:
+        """Every column to read is among ``names`` (the columns of ``where``), else a DataError naming both."""
+        missing = [c for c in self.columns if c not in names]
         if missing:
-            raise DataError(f"column {missing[0]!r} used in the formula is not in {name}", column=missing[0])
+            raise DataError(f"column {missing[0]!r} used in the formula is not in {where}", column=missing[0])
+
+    def _select(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        self._require(frame.columns, name)
         return frame[self.columns]
 
 
@@ -94,10 +98,7 @@ class FileSource(Source):
             file = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow's errors for truncated or foreign files
             raise DataError(f"cannot read {path.name} as Parquet: {exc}") from exc
-        names = file.schema_arrow.names
-        missing = [c for c in self.columns if c not in names]
-        if missing:
-            raise DataError(f"column {missing[0]!r} used in the formula is not in {path.name}", column=missing[0])
+        self._require(file.schema_arrow.names, path.name)
         if file.metadata.num_rows == 0:
             raise DataError(f"{path.name} has no rows")
         for batch in file.iter_batches(batch_size=self.batch_rows, columns=self.columns):
@@ -108,9 +109,7 @@ class FileSource(Source):
             header = pd.read_csv(path, nrows=0).columns
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
             raise DataError(f"cannot read {path.name} as CSV: {exc}") from exc
-        missing = [c for c in self.columns if c not in header]
-        if missing:
-            raise DataError(f"column {missing[0]!r} used in the formula is not in {path.name}", column=missing[0])
+        self._require(header, path.name)
         empty = True
         for chunk in pd.read_csv(path, usecols=self.columns, chunksize=self.batch_rows):
             empty = False
@@ -144,10 +143,7 @@ class DaskSource(Source):
 
     def __init__(self, frame, columns: list[str]):
         super().__init__(columns)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DataError(f"column {missing[0]!r} used in the formula is not in the Dask DataFrame",
-                            column=missing[0])
+        self._require(frame.columns, "the Dask DataFrame")
         self.frame = frame[self.columns]
 
     def delayed(self) -> list:
