@@ -16,7 +16,7 @@ from .distributions import chi2_sf
 
 
 def _needs_data(result):
-    if getattr(result.model, "stream", None) is not None:
+    if result.model.stream is not None:
         raise ValueError("likelihood-ratio tests refit reduced models from the data in memory: not available for a "
                          "model read in pieces")
     if result.model.data is None:
