@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     p.add_argument("--factor", action="append", default=[], metavar="COLUMN",
                    help="read COLUMN as a categorical (string) column; repeatable")
+    p.add_argument("--weights", metavar="COLUMN", help="prior weights: row i has residual variance sigma^2 / COLUMN_i")
+    p.add_argument("--offset", metavar="COLUMN", help="an offset, added to the formula's offset() terms")
     p.add_argument("--backend", default="auto", choices=["auto", "dense", "sparse", "blocked"],
                    help="solver: dense per-group kernels, blocked Cholesky, CHOLMOD (default: chosen by design)")
     p.add_argument("--method", default="auto", help="optimizer: auto, newton, bfgs, lbfgs, powell, nelder-mead")
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = f"{len(data)} rows" if not isinstance(data, str) else data
         result = stages.run(f"fitting {rows}",
                             lambda: fit(args.formula, data, reml=not args.ml, method=args.method,
-                                        backend=args.backend, verbose=not args.quiet))
+                                        backend=args.backend, verbose=not args.quiet, weights=args.weights,
+                                        offset=args.offset))
         if args.json:
             out = stages.run("inference", lambda: result.to_dict(
                 ddf=ddf, anova=args.anova, confint=args.confint, level=args.level, ranova=args.ranova,

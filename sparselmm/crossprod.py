@@ -16,17 +16,22 @@ coefficients from the normal equations, kept as ``beta_shift``): the objective i
 invariant to y → y − Xγ) and β̂ = β̂_e + γ, but the Schur complement
 e'e − c_e'c_e no longer subtracts two numbers as large as y'y, which would
 cost digits whenever the mean of y is large against its spread.
+
+Prior weights scale each row of [Z X y] by √wᵢ before the pass (``weights.whiten``): the
+crossproducts are then Z'WZ, Z'WX, ... and the model one of unit residual variance, whose
+log-likelihood differs only by the constant Σ log wᵢ (kept as ``log_weights``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
 from .design import Layout, ReTerm
+from .weights import whiten
 
 
 #: The passes over the rows run in parallel from this many rows; below, their serial twins, which
@@ -41,7 +46,8 @@ class Crossprod:
 
     ``ZtZ`` is the full symmetric matrix in CSC form with sorted indices and
     the block pattern described in the module docstring; ``ZtXy`` is Z'[X y]
-    (q × (p+1)), of which ``ZtX`` and ``Zty`` are views.
+    (q × (p+1)), of which ``ZtX`` and ``Zty`` are views. With prior weights, each is of the
+    rows scaled by √w, and ``log_weights`` is Σ log w (0 without weights).
     """
 
     ZtZ: sp.csc_matrix
@@ -51,13 +57,14 @@ class Crossprod:
     yty: float
     n: int
     beta_shift: np.ndarray
+    log_weights: float = 0.0
 
     def __add__(self, other: Crossprod) -> Crossprod:
         """The crossproducts of two sets of rows together (the same terms, levels and shift):
         Z'Z's pattern is the union of the two, explicit zeros kept."""
         return Crossprod(ZtZ=_add_patterns(self.ZtZ, other.ZtZ), ZtXy=self.ZtXy + other.ZtXy, XtX=self.XtX + other.XtX,
                          Xty=self.Xty + other.Xty, yty=self.yty + other.yty, n=self.n + other.n,
-                         beta_shift=self.beta_shift)
+                         beta_shift=self.beta_shift, log_weights=self.log_weights + other.log_weights)
 
     @property
     def ZtX(self) -> np.ndarray:
@@ -100,7 +107,8 @@ def _add_patterns(A: sp.csc_matrix, B: sp.csc_matrix) -> sp.csc_matrix:
     return out
 
 
-def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None = None) -> Crossprod:
+def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, shift: np.ndarray | None = None,
+                  weights: np.ndarray | None = None) -> Crossprod:
     """Compute the crossproducts of [Z X y] for the given terms.
 
     Parameters
@@ -113,7 +121,15 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, shift: np.ndarra
         Response (entered as its residual from least squares on X).
     shift : ndarray, shape (p,), optional
         γ of y − Xγ, in place of the least-squares one (pieces of one data set share theirs).
+    weights : ndarray, shape (n,), optional
+        Prior weights (positive): the rows are scaled by their square roots.
     """
+    log_weights = 0.0
+    if weights is not None:
+        sqrtw = np.sqrt(weights)
+        X, y = whiten(sqrtw, X, y)
+        layout = Layout([replace(t, X=whiten(sqrtw, t.X)[0]) for t in layout.terms])
+        log_weights = float(np.log(weights).sum())
     # γ from the normal equations: any γ near the least-squares one centres y (the objective does
     # not depend on γ), and X'X is needed anyway
     XtX = X.T @ X
@@ -136,6 +152,7 @@ def crossproducts(layout: Layout, X: np.ndarray, y: np.ndarray, shift: np.ndarra
         yty=float(y @ y),
         n=len(y),
         beta_shift=gamma,
+        log_weights=log_weights,
     )
 
 

@@ -60,11 +60,20 @@ class ParsedFormula:
         terms were given, ``"0"`` for no fixed effects).
     random : tuple of RandomTerm
         Random-effects terms in formula order, after ``||`` and ``/`` expansion.
+    offsets : tuple of str
+        The expressions of the ``offset(...)`` terms (each a numeric expression of the data, in
+        formulaic's syntax), which add up to the model's offset.
     """
 
     response: str
     fixed: str
     random: tuple[RandomTerm, ...]
+    offsets: tuple[str, ...] = ()
+
+    @property
+    def fixed_with_offsets(self) -> str:
+        """The fixed part with its ``offset(...)`` terms, as a formula's right side to refit."""
+        return " + ".join([self.fixed, *(f"offset({o})" for o in self.offsets)])
 
 
 _BARS = (ast.BitOr, ast.RShift)  # "|" and "||" (substituted by ">>")
@@ -130,6 +139,10 @@ class _Rhs:
         i, j = self.span(node)
         return _tidy(node, self.orig[i:j].decode())
 
+    def inner_text(self, node: ast.expr) -> str:
+        """Source of ``node`` without the parentheses around it (a call's argument)."""
+        return _tidy(node, self.orig[node.col_offset:node.end_col_offset].decode())
+
 
 def _tidy(node: ast.expr, orig: str) -> str:
     """``ast.unparse`` text if it keeps every non-blank character of ``orig``."""
@@ -137,6 +150,15 @@ def _tidy(node: ast.expr, orig: str) -> str:
     if re.sub(r"\s", "", pretty) == re.sub(r"\s", "", orig):
         return pretty
     return " ".join(orig.split())
+
+
+def _offset(node: ast.expr, rhs: _Rhs) -> str | None:
+    """The argument's text of an ``offset(expr)`` term, else None."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "offset"):
+        return None
+    if len(node.args) != 1 or node.keywords:
+        raise FormulaError(f"offset() takes one expression, as in 'offset(log(exposure))', not {rhs.text(node)!r}")
+    return rhs.inner_text(node.args[0])
 
 
 def _has_bar(node: ast.AST) -> bool:
@@ -245,9 +267,14 @@ def parse_formula(formula: str) -> ParsedFormula:
     parsed = _Rhs(rhs)
     fixed: list[tuple[str, str]] = []
     random: list[RandomTerm] = []
+    offsets: list[str] = []
     for sign, node in _leaves(parsed.tree):
         text = parsed.text(node)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, _BARS):
+        if (offset := _offset(node, parsed)) is not None:
+            if sign == "-":
+                raise FormulaError(f"cannot subtract the offset term {text!r}: write offset(-({offset}))")
+            offsets.append(offset)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, _BARS):
             if parsed.span(node)[0] == node.col_offset:
                 raise FormulaError(f"random-effects term {text!r} must be enclosed "
                                    "in parentheses, e.g. '(1 | g)'")
@@ -265,4 +292,4 @@ def parse_formula(formula: str) -> ParsedFormula:
         fixed_text = " ".join(f"{s} {t}" for s, t in fixed)[2:]  # drop leading sign
         if fixed[0][0] == "-":  # e.g. "(1 | g) - 1"
             fixed_text = "-" + fixed_text
-    return ParsedFormula(lhs, fixed_text, tuple(random))
+    return ParsedFormula(lhs, fixed_text, tuple(random), tuple(offsets))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from ._lazy import lazy_module
 from .design import ReTerm
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from .formula import ParsedFormula, RandomTerm, parse_formula, term_labels
+from .weights import RowInput, add, check_weights, offset_values, row_input
 
 formulaic = lazy_module("formulaic")  # imported by the first formula: 70 ms
 
@@ -70,6 +72,12 @@ class ModelFrame:
         Same for each random term's model columns.
     row_index : pandas.Index
         Index labels of the rows used (complete cases).
+    weights : ndarray, shape (n,), optional
+        Prior weights: row i has residual variance σ²/wᵢ.
+    offset : ndarray, shape (n,), optional
+        The offset (the formula's ``offset()`` terms and the ``offset`` argument, summed).
+    weights_input, offset_input : RowInput, optional
+        The ``weights`` and ``offset`` arguments as given (a column, or values).
     """
 
     formula: ParsedFormula
@@ -81,15 +89,45 @@ class ModelFrame:
     term_specs: list
     row_index: pd.Index
     nrows: int | None = None  # rows of a model read in pieces (``stream``), whose y and X are not kept
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    weights_input: RowInput | None = None
+    offset_input: RowInput | None = None
 
     @property
     def n(self) -> int:
         return len(self.y) if self.nrows is None else self.nrows
 
+    @cached_property
+    def sqrtw(self) -> np.ndarray | None:
+        """√w of the prior weights (None without weights)."""
+        return None if self.weights is None else np.sqrt(self.weights)
+
+    @property
+    def y_offset(self) -> np.ndarray:
+        """The response less the offset: what Xβ + Zb models."""
+        return self.y if self.offset is None else self.y - self.offset
+
+    def new_offset(self, data: pd.DataFrame, offset=None) -> np.ndarray | None:
+        """The offset of new rows: the formula's ``offset()`` terms evaluated on ``data``, plus
+        ``offset`` (a column name or values) or, without it, the fit's ``offset`` column (lme4's
+        ``predict``); an offset given to the fit as values must be given anew."""
+        from .weights import row_input
+
+        extra = row_input(offset, "offset") if offset is not None else self.offset_input
+        if extra is not None and extra.column is None and offset is None:
+            raise DataError("the model's offset was given as values, not a column: give the offset of the new rows "
+                            "as predict(newdata, offset=...)", column="offset")
+        if extra is not None and extra.column is not None and extra.column not in data.columns:
+            raise DataError(f"the offset column {extra.column!r} is not in the new data", column=extra.column)
+        return add(offset_values(self.formula.offsets, data, data.index),
+                   None if extra is None else extra.read(data))
+
 
 def _variables(parsed: ParsedFormula) -> list[str]:
     names: list[str] = []
-    for text in (parsed.response, parsed.fixed, *(t.expr for t in parsed.random)):
+    offsets = (f"0 + I({o})" for o in parsed.offsets)
+    for text in (parsed.response, parsed.fixed, *(t.expr for t in parsed.random), *offsets):
         try:
             names += sorted(formulaic.Formula(text).required_variables)
         except Exception as exc:  # formulaic's own parse errors
@@ -111,14 +149,24 @@ def _check_columns(formula: str, used: list[str], data: pd.DataFrame) -> None:
         raise DataError(f"column {name!r} used in the formula is not in the data", column=name)
 
 
-def _complete_rows(data: pd.DataFrame, columns: list[str], missing: str) -> pd.DataFrame:
-    """Rows without missing values in ``columns`` (never modifies ``data``)."""
+def _check_input_columns(data: pd.DataFrame, *inputs: RowInput | None) -> None:
+    """The weights and offset columns named are in the data."""
+    for i in inputs:
+        if i is not None and i.column is not None and i.column not in data.columns:
+            raise DataError(f"the {i.what} column {i.column!r} is not in the data", column=i.column)
+
+
+def _complete_rows(data: pd.DataFrame, columns: list[str], missing: str,
+                   extra: dict | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Rows without missing values in ``columns`` or in the ``extra`` arrays (name → values per
+    row), and the mask of those rows (None: all); never modifies ``data``."""
     if missing not in _MISSING:
         raise ValueError(f"missing must be one of {_MISSING}, not {missing!r}")
     na = {c: data[c].isna().to_numpy() for c in columns}  # column by column: data[columns] would copy them
+    na.update({name: np.isnan(v) for name, v in (extra or {}).items()})
     bad = np.logical_or.reduce(list(na.values()))
     if not bad.any():
-        return data
+        return data, None
     counts = pd.Series({c: int(m.sum()) for c, m in na.items()})
     detail = ", ".join(f"{c!r} ({k})" for c, k in counts[counts > 0].items())
     if missing == "raise":
@@ -126,7 +174,7 @@ def _complete_rows(data: pd.DataFrame, columns: list[str], missing: str) -> pd.D
                         column=str(counts[counts > 0].index[0]))
     warnings.warn(f"dropped {int(bad.sum())} of {len(data)} rows with missing values in {detail}",
                   MissingDataWarning, stacklevel=3)
-    return data.loc[~bad]
+    return data.loc[~bad], ~bad
 
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -381,7 +429,7 @@ class _ColumnSubset:
         return getattr(self.model_spec, name)
 
 
-def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> ModelFrame:
+def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop", weights=None, offset=None) -> ModelFrame:
     """Parse ``formula`` and build the model's arrays from ``data``.
 
     Parameters
@@ -394,6 +442,12 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
         Rows with a missing value in a used column (NaN, None, NA, also as a
         grouping level) are dropped with a warning (lme4's ``na.omit``) or
         raise :class:`DataError`.
+    weights : str or array-like, optional
+        Prior weights, a column or one value per row: row i has residual
+        variance σ²/wᵢ (lme4's ``weights``). Finite and positive.
+    offset : str or array-like, optional
+        An offset, a column or one value per row, added to the formula's
+        ``offset()`` terms (lme4's ``offset``).
 
     Raises
     ------
@@ -402,7 +456,8 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
     DataError
         Unknown column; non-numeric, boolean, infinite or exactly fitted
         response; too few rows; more fixed-effect columns than rows; a
-        grouping factor with one level or as many levels as rows.
+        grouping factor with one level or as many levels as rows; weights
+        that are missing, not finite or not positive; an infinite offset.
 
     Warns
     -----
@@ -423,11 +478,19 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
         )
     used = _variables(parsed)
     _check_columns(formula, used, data)
+    w_in, o_in = row_input(weights, "weights"), row_input(offset, "offset")
+    _check_input_columns(data, w_in, o_in)
     data = _check_response_column(parsed.response, data)
     if len(data) == 0:
         raise DataError("the data frame has no rows")
     nrows = len(data)
-    data = _complete_rows(data, used, missing)
+    w = None if w_in is None else w_in.read(data)
+    o = None if o_in is None else o_in.read(data)
+    data, keep = _complete_rows(data, used, missing, {} if o is None else {o_in.label: o})
+    if keep is not None:
+        w, o = (None if v is None else v[keep] for v in (w, o))
+    if w is not None:
+        check_weights(w, w_in.label, data.index)
     if len(data) < 2:
         raise DataError(f"{len(data)} row(s) left of {nrows} after dropping rows with missing values: a "
                         "mixed model needs more than one observation" if len(data) < nrows else
@@ -438,6 +501,9 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
     X = np.ascontiguousarray(mm.rhs, dtype=float)
     fe_names = [r_name(c) for c in mm.rhs.model_spec.column_names]
     _check_finite(X, fe_names, data.index, "fixed-effect")
+    if o is not None:
+        _check_finite(o[:, None], [o_in.label], data.index, "offset")
+    o = add(offset_values(parsed.offsets, data, data.index), o)
     if X.shape[1] > n:
         raise DataError(f"the fixed-effects model matrix has {X.shape[1]} columns but there are only {n} "
                         "observations: simplify the fixed part")
@@ -462,7 +528,7 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
     if X.shape[1] >= n:
         raise DataError(f"the fixed effects have {X.shape[1]} linearly independent columns for {n} "
                         "observations: no residual degrees of freedom are left")
-    if fitted_exactly(y, X, Q):
+    if fitted_exactly(y if o is None else y - o, X, Q):
         what = (f"is constant (every value is {y[0]:g})" if np.ptp(y) == 0 else
                 "is fitted exactly by the fixed effects (zero residuals)")
         raise DataError(f"the response {parsed.response!r} {what}: its variance cannot be estimated",
@@ -476,4 +542,8 @@ def model_frame(formula: str, data: pd.DataFrame, missing: str = "drop") -> Mode
         fixed_spec=fixed_spec,
         term_specs=[(built[k][1], parsed.random[k]) for k in order],
         row_index=data.index,
+        weights=w,
+        offset=o,
+        weights_input=w_in,
+        offset_input=o_in,
     )

@@ -59,26 +59,35 @@ class LinearMixedModel:
         Say on standard error, before the first factorization, which backend
         was chosen, the memory it will take and the time an iteration is
         estimated to take on this machine.
+    weights : str or array-like, optional
+        Prior weights (lme4's ``weights``): a column of the data, or one value per row; row i
+        has residual variance σ²/wᵢ. Finite and positive. Data read in pieces: a column.
+    offset : str or array-like, optional
+        An offset (lme4's ``offset``), a column or one value per row, added to the formula's
+        ``offset(...)`` terms: the model is y = offset + Xβ + Zb + ε.
     """
 
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
-                 backend: str = "auto", max_memory: float | None = None, verbose: bool = False):
+                 backend: str = "auto", max_memory: float | None = None, verbose: bool = False,
+                 weights=None, offset=None):
         start = time.perf_counter()
         crossprod = None
         with other_blas_single_threaded(), without_hugepage_advice():
             if isinstance(data, pd.DataFrame):
-                frame = model_frame(formula, data, missing=missing)
+                frame = model_frame(formula, data, missing=missing, weights=weights, offset=offset)
             else:  # files, pieces or a Dask DataFrame: read twice, a piece at a time
                 from .sources import open_source
                 from .stream import stream_frame
 
-                streamed = stream_frame(formula, lambda columns: open_source(data, columns), missing, verbose)
+                streamed = stream_frame(formula, lambda columns: open_source(data, columns), missing, verbose,
+                                        weights, offset)
                 frame, crossprod = streamed.frame, streamed.crossprod
         self._setup(formula, frame, reml, backend, None, max_memory, start, verbose, crossprod)
         # refits (likelihood-ratio tests, profiles of reduced models) and type 3 contrasts
         self.data = data if crossprod is None else None
         self.stream = None if crossprod is None else streamed  # the pieces, read again for fitted values
-        self.options = {"missing": missing, "backend": backend, "max_memory": max_memory}
+        self.options = {"missing": missing, "backend": backend, "max_memory": max_memory, "weights": weights,
+                        "offset": offset}
 
     @classmethod
     def from_frame(cls, frame: ModelFrame, reml: bool = True, backend: str = "auto",
@@ -92,7 +101,8 @@ class LinearMixedModel:
         model = cls.__new__(cls)
         model._setup(formula, frame, reml, backend, group_codes, max_memory, time.perf_counter())
         model.data = model.stream = None
-        model.options = {"missing": "drop", "backend": backend, "max_memory": max_memory}
+        model.options = {"missing": "drop", "backend": backend, "max_memory": max_memory, "weights": None,
+                         "offset": None}
         return model
 
     def with_criterion(self, reml: bool) -> LinearMixedModel:
@@ -111,7 +121,9 @@ class LinearMixedModel:
         self.frame = frame
         self.layout = Layout(frame.terms)
         with other_blas_single_threaded(), without_hugepage_advice():
-            self.crossprod = crossproducts(self.layout, frame.X, frame.y) if crossprod is None else crossprod
+            if crossprod is None:
+                crossprod = crossproducts(self.layout, frame.X, frame.y_offset, weights=frame.weights)
+            self.crossprod = crossprod
             self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
         self.setup_seconds = time.perf_counter() - start
         if verbose:
@@ -163,7 +175,7 @@ class LinearMixedModel:
 
 def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto",
         missing: str = "drop", backend: str = "auto", max_memory: float | None = None,
-        progress: bool | None = None, verbose: bool = False) -> LMMResults:
+        progress: bool | None = None, verbose: bool = False, weights=None, offset=None) -> LMMResults:
     """Fit a linear mixed model given by an lme4 formula.
 
     Parameters
@@ -193,11 +205,15 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
     verbose : bool
         The backend, its memory and the estimated time an iteration, before the first
         factorization (see :class:`LinearMixedModel`).
+    weights : str or array-like, optional
+        Prior weights, a column or one value per row (lme4's ``weights``: residual variance σ²/wᵢ).
+    offset : str or array-like, optional
+        An offset, a column or one value per row, added to the formula's ``offset(...)`` terms.
 
     Returns
     -------
     LMMResults
     """
     model = LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend, max_memory=max_memory,
-                             verbose=verbose)
+                             verbose=verbose, weights=weights, offset=offset)
     return model.fit(method=method, progress=progress)

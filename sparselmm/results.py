@@ -207,19 +207,34 @@ class LMMResults:
 
     @cached_property
     def fittedvalues(self) -> pd.Series:
-        """Conditional fitted values X β̂ + Z b̂ (of a Dask DataFrame's rows: a lazy Dask Series)."""
+        """Conditional fitted values offset + X β̂ + Z b̂ (of a Dask DataFrame's rows: a lazy Dask Series)."""
         if self.model.stream is not None:
             return self._streamed("fitted")
         frame = self.model.frame
         eta = self._predict(frame.X, [(t.codes, t.X) for t in frame.terms])
+        if frame.offset is not None:
+            eta += frame.offset
         return pd.Series(eta, index=frame.row_index, name="fitted")
 
     @property
     def resid(self) -> pd.Series:
+        """Residuals y − fitted (lme4's ``residuals(m)``, type ``"response"``)."""
         if self.model.stream is not None:
             return self._streamed("resid")
         frame = self.model.frame
         return pd.Series(frame.y - self.fittedvalues.to_numpy(), index=frame.row_index, name="resid")
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """lme4's ``residuals(m, type, scaled)``: ``"response"`` y − fitted, or ``"pearson"``
+        √w (y − fitted) with prior weights w (the same without); divided by σ̂ if ``scaled``."""
+        if type not in ("response", "pearson"):
+            raise ValueError(f"type must be 'response' or 'pearson', not {type!r}")
+        r = self.resid
+        sqrtw = self.model.frame.sqrtw
+        if type == "pearson" and sqrtw is not None:
+            r = r * sqrtw
+        r = r / self.sigma if scaled else r
+        return r.rename(type if not scaled else f"scaled {type}")
 
     def _streamed(self, column: str):
         """A column of :meth:`fitted_pieces` for a model read in pieces: lazy for a Dask DataFrame,
@@ -243,35 +258,38 @@ class LMMResults:
 
     @cached_property
     def scaled_residual_quantiles(self) -> pd.Series:
-        """Min, quartiles and max of the residuals over σ̂ (lme4's summary). A model read in pieces
+        """Min, quartiles and max of the Pearson residuals over σ̂ (lme4's summary). A model read in pieces
         reads them once more: min and max exact, the quartiles of every k-th row beyond
         :data:`QUANTILE_ROWS` rows."""
         if self.model.stream is None:
-            r = self.resid.to_numpy()
+            r = self.residuals("pearson").to_numpy()
             low, high, sample = r.min(), r.max(), r
         else:
             step = max(1, -(-self.nobs // QUANTILE_ROWS))
             low, high, parts = np.inf, -np.inf, []
-            for _, piece in self.fitted_pieces():
-                r = piece["resid"].to_numpy()
+            for _, piece in self.fitted_pieces(pearson=True):
+                r = piece["pearson"].to_numpy()
                 low, high = min(low, r.min()), max(high, r.max())
                 parts.append(r[::step].copy())
             sample = np.concatenate(parts)
         values = np.array([low, *np.quantile(sample, [0.25, 0.5, 0.75]), high]) / self.sigma
         return pd.Series(values, index=["Min", "1Q", "Median", "3Q", "Max"])
 
-    def fitted_pieces(self):
+    def fitted_pieces(self, pearson: bool = False):
         """Fitted values and residuals a piece at a time: ``(name, DataFrame)`` with columns
-        ``fitted`` and ``resid``, indexed as the piece's complete rows (a model fitted on one
-        DataFrame gives one piece, ``"data"``)."""
+        ``fitted`` and ``resid`` (and ``pearson``, √w times ``resid``, if asked), indexed as the piece's
+        complete rows (a model fitted on one DataFrame gives one piece, ``"data"``)."""
         stream = self.model.stream
         if stream is None:
-            yield "data", pd.DataFrame({"fitted": self.fittedvalues, "resid": self.resid})
+            out = pd.DataFrame({"fitted": self.fittedvalues, "resid": self.resid})
+            if pearson:
+                out["pearson"] = self.residuals("pearson")
+            yield "data", out
             return
         from .stream import fitted_piece
 
         for name, piece in stream.source.pieces():
-            yield name, fitted_piece(stream.encoder, piece, self._sol.beta, self._b)
+            yield name, fitted_piece(stream.encoder, piece, self._sol.beta, self._b, pearson)
 
     def predict_pieces(self, newdata):
         """:meth:`predict` a piece at a time on data too large for memory: ``newdata`` as ``fit``
@@ -301,8 +319,11 @@ class LMMResults:
         to the Parquet file ``path``, a piece at a time. Returns the rows written."""
         return _write_parquet(path, (p.to_frame() for _, p in self.predict_pieces(newdata)), ["predicted"])
 
-    def predict(self, newdata: pd.DataFrame | None = None) -> pd.Series:
-        """Conditional predictions; levels not seen in the fit get the population prediction."""
+    def predict(self, newdata: pd.DataFrame | None = None, offset=None) -> pd.Series:
+        """Conditional predictions; levels not seen in the fit get the population prediction. The
+        offset is included, as lme4's ``predict``: the formula's ``offset()`` terms evaluated on
+        ``newdata``, and the fit's ``offset`` column read from it (``offset``: a column name or
+        values for the new rows instead)."""
         if newdata is None:
             return self.fittedvalues
         frame = self.model.frame
@@ -313,7 +334,11 @@ class LMMResults:
             pos = term.levels.get_indexer(new.levels)
             codes = np.where(pos[new.codes] >= 0, pos[new.codes], -1)
             terms.append((codes, new.X))
-        return pd.Series(self._predict(X, terms), index=newdata.index, name="predicted")
+        eta = self._predict(X, terms)
+        new_offset = frame.new_offset(newdata, offset)
+        if new_offset is not None:
+            eta += new_offset
+        return pd.Series(eta, index=newdata.index, name="predicted")
 
     # --- inference (sparselmm.inference) -------------------------------------
     def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
@@ -349,11 +374,43 @@ class LMMResults:
         return pd.Series({"Sum Sq": ms * t.num_df, "Mean Sq": ms, "F value": t.F, "NumDF": t.num_df,
                           "DenDF": t.den_df, "Pr(>F)": t.p})
 
-    def ranova(self) -> pd.DataFrame:
-        """Likelihood-ratio test of each random term, reduced or removed (lmerTest's ``ranova``)."""
+    def emmeans(self, specs, by=None, at: dict | None = None, ddf: str = "kenward-roger",
+                level: float = 0.95) -> pd.DataFrame:
+        """Estimated marginal means (R's ``emmeans(m, specs, by, at)``): ``specs`` a variable, a list,
+        or a formula such as ``"~ a | b"``; numeric covariates at their means (``at`` sets values),
+        the other factors averaged with equal weights. Columns: the specs and by variables,
+        ``emmean``, ``SE``, ``df``, the confidence limits. ``ddf``: ``"kenward-roger"`` (emmeans'
+        default for lmer), ``"satterthwaite"`` or ``"asymptotic"``. See
+        :mod:`sparselmm.inference.emmeans`."""
+        from .inference.emmeans import emmeans_table, marginal_means
+
+        return emmeans_table(marginal_means(self, specs, by, at, ddf), level)
+
+    def contrast(self, specs, method="pairwise", by=None, at: dict | None = None, adjust: str | None = None,
+                 ref: int = 0, ddf: str = "kenward-roger", confint: bool = False, level: float = 0.95) -> pd.DataFrame:
+        """Contrasts of the marginal means (R's ``contrast(emmeans(m, specs), method, adjust)``) within
+        each ``by`` group: ``method`` ``"pairwise"``, ``"revpairwise"``, ``"trt.vs.ctrl"`` (against
+        level ``ref``), ``"eff"``, or a dict name → coefficients. Columns ``contrast``, the by
+        variables, ``estimate``, ``SE``, ``df``, ``t.ratio``, ``p.value`` (adjusted as ``adjust``; by
+        default as emmeans: Tukey, dunnettx, fdr or none) and with ``confint`` the limits."""
+        from .inference.emmeans import contrast_table, marginal_means
+
+        return contrast_table(marginal_means(self, specs, by, at, ddf), method, adjust, ref, confint, level)
+
+    def pairs(self, specs, by=None, at: dict | None = None, adjust: str = "tukey", ddf: str = "kenward-roger",
+              reverse: bool = False, confint: bool = False, level: float = 0.95) -> pd.DataFrame:
+        """All pairwise differences of the marginal means (R's ``pairs(emmeans(m, specs))``), labels as
+        emmeans writes them (``"ctl - highdose"``); ``adjust`` ``"tukey"`` (default), ``"holm"``,
+        ``"bonferroni"``, ``"none"``, ... (see :meth:`contrast`)."""
+        return self.contrast(specs, "revpairwise" if reverse else "pairwise", by, at, adjust, 0, ddf, confint, level)
+
+    def ranova(self, reduce_terms: bool = True) -> pd.DataFrame:
+        """Likelihood-ratio test of each random term, reduced as lmerTest's ``ranova`` reduces them
+        (``(1 + x | g)``, ``(x | g)``, ``(0 + f | g)`` to ``(1 | g)``; only ``(1 | g)`` is removed), or
+        each removed whole (``reduce_terms=False``)."""
         from .inference.lrt import ranova
 
-        return ranova(self)
+        return ranova(self, reduce_terms)
 
     def drop1(self) -> pd.DataFrame:
         """Likelihood-ratio test of each fixed term not contained in another, ML fits

@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -38,6 +38,7 @@ from .formula import ParsedFormula, parse_formula
 from .frame import (RANK_TOL, ModelFrame, _ColumnSubset, _among_fixed, _check_finite, _check_levels,
                     _check_response_column, _matrix, _response, _variables, interaction, r_name)
 from .sources import Source
+from .weights import RowInput, add, check_weights, offset_values, row_input
 
 
 # --- pass 1: kinds, missing values, levels ----------------------------------------------------
@@ -86,9 +87,11 @@ class Plan:
     """What each pass needs of the formula."""
 
     parsed: ParsedFormula
-    used: list[str]
+    used: list[str]  # the columns whose missing values drop a row (the offset column among them)
     factors: list[tuple[str, ...]]  # the grouping factors of the random terms
     missing: str
+    weights: str | None = None  # the prior weights' column
+    offset: str | None = None  # the offset's column (besides the formula's offset() terms)
 
 
 def _complete(name: str, frame: pd.DataFrame, used: list[str], missing: str) -> tuple[pd.DataFrame, dict]:
@@ -108,6 +111,8 @@ def scan_piece(name: str, frame: pd.DataFrame, plan: Plan) -> Scan:
     frame = _check_response_column(plan.parsed.response, frame)
     frame, out.missing = _complete(name, frame, plan.used, plan.missing)
     out.complete = len(frame)
+    if plan.weights is not None:
+        check_weights(RowInput("weights", plan.weights).read(frame), plan.weights, frame.index, f" in {name}")
     grouping = {c for f in plan.factors for c in f}
     for col in plan.used:
         kind = _kind(frame[col])
@@ -205,8 +210,15 @@ class Encoder:
                 self.term_specs.append((spec, list(spec.column_names)))
 
     def encode(self, frame: pd.DataFrame):
-        """(y, X, terms) of one piece, checked (the errors name rows by the piece's index)."""
+        """(y, X, terms, weights, offset) of one piece, checked (the errors name rows by the piece's
+        index); weights and offset None where the model has none."""
         frame = self.categorize(frame)
+        plan = self.plan
+        w = None if plan.weights is None else RowInput("weights", plan.weights).read(frame)
+        o = add(offset_values(plan.parsed.offsets, frame, frame.index),
+                None if plan.offset is None else RowInput("offset", plan.offset).read(frame))
+        if o is not None:
+            _check_finite(o[:, None], ["offset"], frame.index, "offset")
         lhs = SimpleNamespace(lhs=self.lhs.get_model_matrix(frame, na_action="ignore"))
         y = _response(lhs, self.plan.parsed.response, frame.index)
         X = np.ascontiguousarray(self.rhs.get_model_matrix(frame, na_action="ignore"), dtype=float)
@@ -219,7 +231,7 @@ class Encoder:
             _check_finite(Xk, columns, frame.index, f"random term ({rt.group}):")
             terms.append(ReTerm(group=rt.group, columns=columns, levels=grouping.labels,
                                 codes=grouping.codes(frame), X=Xk))
-        return y, X, [terms[k] for k in self.order]
+        return y, X, [terms[k] for k in self.order], w, o
 
 
 def _terms_template(encoder: Encoder) -> list[ReTerm]:
@@ -237,10 +249,10 @@ def piece_crossprod(name: str, frame: pd.DataFrame, encoder: Encoder, shift: np.
     if len(frame) == 0:
         return None
     try:
-        y, X, terms = encoder.encode(frame)
+        y, X, terms, w, o = encoder.encode(frame)
     except DataError as exc:
         raise DataError(f"{name}: {exc}", column=exc.column) from exc
-    return crossproducts(Layout(terms), X, y, shift=shift)
+    return crossproducts(Layout(terms), X, y if o is None else y - o, shift=shift, weights=w)
 
 
 # --- the two passes -------------------------------------------------------------------------
@@ -320,33 +332,46 @@ class Streamed:
         return self.frame.n
 
 
-def fitted_piece(encoder: Encoder, piece: pd.DataFrame, beta: np.ndarray, b: list[np.ndarray]) -> pd.DataFrame:
-    """Fitted values X β̂ + Z b̂ and residuals of a piece's complete rows (its index), from the
-    encoder alone (what a Dask task ships to a worker)."""
+def fitted_piece(encoder: Encoder, piece: pd.DataFrame, beta: np.ndarray, b: list[np.ndarray],
+                 pearson: bool = False) -> pd.DataFrame:
+    """Fitted values offset + X β̂ + Z b̂ and residuals of a piece's complete rows (its index), from
+    the encoder alone (what a Dask task ships to a worker); ``pearson``: and √w times the residuals."""
     piece = _check_response_column(encoder.plan.parsed.response, piece)
     piece, _ = _complete("", piece, encoder.plan.used, "drop")
-    y, X, terms = encoder.encode(piece)
+    y, X, terms, w, o = encoder.encode(piece)
     eta = X[:, encoder.keep] @ beta
     for t, bk in zip(terms, b):
         eta += np.einsum("ij,ij->i", t.X, bk[t.codes])
-    return pd.DataFrame({"fitted": eta, "resid": y - eta}, index=piece.index)
+    if o is not None:
+        eta += o
+    out = pd.DataFrame({"fitted": eta, "resid": y - eta}, index=piece.index)
+    if pearson:
+        out["pearson"] = out["resid"] if w is None else out["resid"] * np.sqrt(w)
+    return out
 
 
-def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool = False) -> Streamed:
+def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool = False, weights=None,
+                 offset=None) -> Streamed:
     """The model's frame (without rows) and crossproducts from a source read twice.
 
     ``source_of(columns)``: the :class:`~sparselmm.sources.Source` reading those columns.
     ``verbose``: a progress bar per pass (tqdm, when installed) and a line after it on standard
-    error (rows, seconds, rows per second).
+    error (rows, seconds, rows per second). ``weights``, ``offset``: columns of the source.
     """
     parsed = parse_formula(formula)
     if not parsed.random:
         raise FormulaError(f"formula {formula!r} has no random-effects term such as (1 | group); "
                            "for a model without random effects use ordinary least squares")
-    used = _variables(parsed)
-    source = source_of(used)
+    inputs = [row_input(weights, "weights"), row_input(offset, "offset")]
+    for i in inputs:
+        if i is not None and i.column is None:
+            raise DataError(f"{i.what} given as values need the data as one DataFrame: for data read in pieces, "
+                            f"name a column ({i.what}='column')", column=i.what)
+    w_col, o_col = (None if i is None else i.column for i in inputs)
+    used = _variables(parsed) + ([o_col] if o_col is not None and o_col not in _variables(parsed) else [])
+    source = source_of(used + ([w_col] if w_col is not None and w_col not in used else []))
     factors = [rt.factors for rt in parsed.random]
-    plan = Plan(parsed, used, factors, missing)
+    plan = Plan(parsed, used, factors, missing, w_col, o_col)
     start = time.perf_counter()
     scan = _reduce(source, lambda name, piece: scan_piece(name, piece, plan), Scan.__add__,
                    _bar("pass 1", source.total_rows(), verbose and source.kind != "dask"))
@@ -387,7 +412,8 @@ def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool =
     term_specs = [(None if isinstance(encoder.term_specs[k][0], list) else encoder.term_specs[k][0], parsed.random[k])
                   for k in order]  # None: the term's columns are among the fixed effects'
     frame = ModelFrame(formula=parsed, y=np.zeros(0), X=np.zeros((0, len(names))), fe_names=names, terms=terms,
-                       fixed_spec=fixed_spec, term_specs=term_specs, row_index=pd.RangeIndex(0), nrows=n)
+                       fixed_spec=fixed_spec, term_specs=term_specs, row_index=pd.RangeIndex(0), nrows=n,
+                       weights_input=inputs[0], offset_input=inputs[1])
     return Streamed(frame, cp, source, encoder, (first_pass, second_pass))
 
 
@@ -428,8 +454,8 @@ def _drop_aliased(cp: Crossprod, names: list[str], spec):
                   + ", ".join(map(repr, dropped)), RankDeficiencyWarning, stacklevel=4)
     p = len(names)
     cols = np.append(keep, p)  # and y's column of Z'[X y]
-    cp = Crossprod(ZtZ=cp.ZtZ, ZtXy=np.ascontiguousarray(cp.ZtXy[:, cols]), XtX=cp.XtX[np.ix_(keep, keep)],
-                   Xty=cp.Xty[keep], yty=cp.yty, n=cp.n, beta_shift=cp.beta_shift[keep])  # γ: ȳ at the intercept
+    cp = replace(cp, ZtXy=np.ascontiguousarray(cp.ZtXy[:, cols]), XtX=cp.XtX[np.ix_(keep, keep)], Xty=cp.Xty[keep],
+                 beta_shift=cp.beta_shift[keep])  # γ: ȳ at the intercept
     return cp, [names[j] for j in keep], _ColumnSubset(spec, keep), keep
 
 

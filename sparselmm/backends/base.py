@@ -55,16 +55,18 @@ class Solution:
     sigma2: float
 
 
-def profiled_objective(logdet_A: float, logdet_RX2: float, pwrss: float, n: int, p: int, reml: bool) -> float:
-    """The profiled deviance (ML) or REML criterion (Bates et al. 2015, eqs. 34 and 41).
+def profiled_objective(logdet_A: float, logdet_RX2: float, pwrss: float, n: int, p: int, reml: bool,
+                       log_weights: float = 0.0) -> float:
+    """The profiled deviance (ML) or REML criterion (Bates et al. 2015, eqs. 34 and 41), less
+    Σ log w of prior weights (lme4's ``ldW``; r² is then the weighted one):
 
-        ML:    log|L|² + n (1 + log(2π r² / n))
-        REML:  log|L|² + log|RX|² + (n − p)(1 + log(2π r² / (n − p)))
+        ML:    log|L|² + n (1 + log(2π r² / n)) − Σ log w
+        REML:  log|L|² + log|RX|² + (n − p)(1 + log(2π r² / (n − p))) − Σ log w
     """
     if reml:
         nu = n - p
-        return logdet_A + logdet_RX2 + nu * (1.0 + math.log(2.0 * math.pi * pwrss / nu))
-    return logdet_A + n * (1.0 + math.log(2.0 * math.pi * pwrss / n))
+        return logdet_A + logdet_RX2 + nu * (1.0 + math.log(2.0 * math.pi * pwrss / nu)) - log_weights
+    return logdet_A + n * (1.0 + math.log(2.0 * math.pi * pwrss / n)) - log_weights
 
 
 class ProfiledBackend:
@@ -157,7 +159,7 @@ class ProfiledBackend:
         """ML deviance or REML criterion at θ."""
         logdet, _, RX, _, pwrss = self._update(theta)
         ld_rx = 2.0 * np.log(np.abs(np.diag(RX))).sum()
-        return profiled_objective(logdet, ld_rx, pwrss, self.cp.n, self.p, self.reml)
+        return profiled_objective(logdet, ld_rx, pwrss, self.cp.n, self.p, self.reml, self.cp.log_weights)
 
     def solution(self, theta: np.ndarray) -> Solution:
         """Objective, β̂, û, σ̂² and RX at θ."""
@@ -211,7 +213,8 @@ class ProfiledBackend:
         """The objective at a given β (r² replaced by :meth:`weighted_rss`)."""
         logdet, _, RX, _, _ = self._update(theta)
         ld_rx = 2.0 * np.log(np.abs(np.diag(RX))).sum()
-        return profiled_objective(logdet, ld_rx, self.weighted_rss(theta, beta), self.cp.n, self.p, self.reml)
+        return profiled_objective(logdet, ld_rx, self.weighted_rss(theta, beta), self.cp.n, self.p, self.reml,
+                                  self.cp.log_weights)
 
     def objective_gradient_beta(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """∂/∂β of :meth:`objective_at`: 2ν RX'RX (β − β̂) / wrss."""
@@ -377,6 +380,10 @@ class ProfiledBackend:
     def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Whole columns ``cols`` of A(θ)⁻¹ (q × len(cols), dense): L'⁻¹ L⁻¹ E."""
         raise NotImplementedError
+
+    def dense_inverse(self, theta: np.ndarray) -> np.ndarray:
+        """A(θ)⁻¹ as a dense q × q array (Kenward–Roger: moderate q only)."""
+        return self.inverse_columns(theta, np.arange(self.layout.q))
 
     def inverse_gather(self, theta: np.ndarray):
         """A function ``gather(rows, cols)`` returning entries of A(θ)⁻¹.

@@ -225,6 +225,45 @@ class BlockedBackend(ProfiledBackend):
         E[cols, np.arange(len(cols))] = 1.0
         return self._back_solve(self._forward(E))
 
+    def dense_inverse(self, theta: np.ndarray) -> np.ndarray:
+        """A⁻¹ dense from S⁻¹ and U = L21 L11⁻¹ (sparse, L21's pattern):
+
+            A⁻¹ = [ A11⁻¹ + U'S⁻¹U   −U'S⁻¹ ]
+                  [ −S⁻¹U             S⁻¹   ],
+
+        m · nnz(L21) multiply-adds for S⁻¹U and q1 · nnz(L21) for U'(S⁻¹U), against q (m² + nnz) for
+        the solves of q unit columns (InstEval: 0.1 s against 0.6 s)."""
+        import scipy.sparse as sp
+
+        self._inverse_S(theta)
+        q, q1, p1 = self.layout.q, self._q1, self._p1
+        m = q - q1
+        tail = np.arange(q1, q)
+        rows, cols = np.repeat(tail, m), np.tile(tail, m)
+        Sinv = self._gather(rows, cols).reshape(m, m)  # full or packed storage alike
+        n1 = self._lptr[q1]
+        L1 = sp.csc_matrix((self._lval[:n1], self._lidx[:n1], self._lptr[:q1 + 1]), shape=(q, q1)).tocsr()
+        L11, L21 = L1[:q1], L1[q1:]
+        base = np.arange(0, q1, p1)
+        blocks = np.empty((q1 // p1, p1, p1))
+        for a in range(p1):
+            for b in range(p1):
+                blocks[:, a, b] = np.asarray(L11[base + a, base + b]).ravel()
+        P = np.linalg.inv(blocks)  # L11⁻¹, level by level (lower triangular)
+        Pmat = sp.block_diag(list(P), format="csr") if p1 > 1 else sp.diags(P[:, 0, 0], format="csr")
+        U = (L21 @ Pmat).tocsc()
+        out = np.empty((q, q))
+        SU = np.asarray(U.T @ Sinv).T  # S⁻¹U (m × q1), S⁻¹ symmetric
+        out[q1:, q1:] = Sinv
+        out[q1:, :q1] = -SU
+        out[:q1, q1:] = -SU.T
+        out[:q1, :q1] = np.asarray(U.T @ SU)
+        A11inv = np.einsum("lba,lbc->lac", P, P)  # L11⁻ᵀ L11⁻¹ per level
+        for a in range(p1):
+            for b in range(p1):
+                out[base + a, base + b] += A11inv[:, a, b]
+        return out
+
     def _inverse_S(self, theta):
         """S⁻¹'s lower triangle at θ into ``_Z`` (``dpotri``, or ``dpftri`` packed); once per θ."""
         self._update(theta)

@@ -187,6 +187,19 @@ class DenseBackend(ProfiledBackend):
             out[rows, j] = gather(rows, np.full(len(rows), c))
         return out
 
+    def dense_inverse(self, theta: np.ndarray) -> np.ndarray:
+        """A⁻¹ dense: each group's block of pairs of its columns, zeros elsewhere."""
+        gather = self.inverse_gather(theta)
+        sizes = np.diff(self._gptr)
+        area = sizes * sizes
+        start = np.repeat(self._gptr[:-1], area)
+        within = np.arange(area.sum()) - np.repeat(np.cumsum(area) - area, area)
+        size = np.repeat(sizes, area)
+        rows, cols = self._order[start + within // size], self._order[start + within % size]
+        out = np.zeros((self.layout.q, self.layout.q))
+        out[rows, cols] = gather(rows, cols)
+        return out
+
     def inverse_gather(self, theta: np.ndarray):
         self._update(theta)
         inv = np.empty_like(self._L)

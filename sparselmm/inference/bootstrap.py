@@ -28,6 +28,7 @@ import multiprocessing as mp
 import numpy as np
 import pandas as pd
 
+from ..weights import whiten
 from . import interval_columns
 
 
@@ -115,17 +116,21 @@ def _run_chunk(job: _Job, seeds) -> list:
 
 
 def make_job(result, statistic=None) -> _Job:
+    """The design as the crossproducts hold it: with prior weights, rows scaled by √w (the residuals
+    of unit variance, ε ~ N(0, σ²I) there: N(0, σ²/w) in the data's scale)."""
     model = result.model
     frame = model.frame
     return _Job(layout=model.layout, cp=model.crossprod, codes=[t.codes for t in frame.terms],
-                Xterms=[t.X for t in frame.terms], X=frame.X, reml=result.reml, backend=model.backend.name,
+                Xterms=[whiten(frame.sqrtw, t.X)[0] for t in frame.terms], X=whiten(frame.sqrtw, frame.X)[0],
+                reml=result.reml, backend=model.backend.name,
                 theta=result.theta.to_numpy(), beta=result.fe_params.to_numpy(), sigma=result.sigma,
                 names=list(result.theta.index) + ["sigma"] + list(result.fe_params.index), statistic=statistic)
 
 
 def simulate(result, n: int = 1, seed=None) -> np.ndarray:
     """``n`` responses simulated from the fitted model (nobs × n), lme4's ``simulate``: replicate i
-    is the one :func:`bootstrap` refits with the same seed."""
+    is the one :func:`bootstrap` refits with the same seed; with prior weights the residuals have
+    variance σ̂²/w, and the offset is added."""
     job = make_job(result)
     seeds = np.random.SeedSequence(seed).spawn(n)
     mean = job.X @ job.beta
@@ -138,6 +143,11 @@ def simulate(result, n: int = 1, seed=None) -> np.ndarray:
             bk = bstar[off:off + p * job.layout.nlevels[k]].reshape(-1, p)
             eta += np.einsum("ij,ij->i", Xk, bk[codes])
         out[:, i] = eta
+    frame = result.model.frame
+    if frame.sqrtw is not None:  # back from the scaled rows
+        out /= frame.sqrtw[:, None]
+    if frame.offset is not None:
+        out += frame.offset[:, None]
     return out
 
 

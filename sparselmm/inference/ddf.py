@@ -51,6 +51,76 @@ from .distributions import f_sf, t_two_sided
 KR_MAX_Q = 8000
 
 
+def _structure(layout) -> list[tuple[int, np.ndarray]]:
+    """The covariance elements of each Ψ_k as pbkrtest orders them (the lower triangle by columns;
+    diagonal terms only their diagonal): (k, E) with G_i = Z (I_ℓ ⊗ E) Z', E = e_a e_b' + e_b e_a'
+    (a ≠ b) or e_a e_a'."""
+    out = []
+    for k, term in enumerate(layout.terms):
+        for b in range(term.p):
+            for a in range(b, term.p):
+                if a != b and term.diagonal:
+                    continue
+                E = np.zeros((term.p, term.p))
+                E[a, b] = E[b, a] = 1.0
+                out.append((k, E))
+    return out
+
+
+def _inverse_covariances(layout, theta, Ainv, F, ZtZ, general: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    """σ² Z'V⁻¹Z (q × q) and, per term, Σ_l of the level blocks of σ⁴ Z'V⁻²Z (p_k × p_k), through
+    Λ⁻¹ where every T_k is nonsingular (and not ``general``), else through F = Λ'Z'Z; Ainv is
+    overwritten."""
+    Ts = layout.T(theta)
+    terms = list(enumerate(layout.terms))
+    spans = [(layout.col_offset[k], layout.col_offset[k + 1], np.arange(t.nlevels), t) for k, t in terms]
+
+    def level_sum(M, a, b, lev, t):  # Σ_l of the level blocks M_ll of one term (M: its rows and columns)
+        return M.reshape(t.nlevels, t.p, t.nlevels, t.p)[lev, :, lev, :].sum(axis=0)
+
+    def row_squares(M, a, b, t):  # Σ_l (M M')_ll over one term's rows of M
+        R = M[a:b].reshape(t.nlevels, t.p, -1)
+        return np.einsum("lam,lbm->ab", R, R)
+
+    if not general and all(np.all(np.diag(T) != 0) for T in Ts):
+        Tinv = [np.linalg.inv(T) for T in Ts]
+        diag2 = [Ti.T @ (level_sum(Ainv[a:b, a:b], a, b, lev, t) - row_squares(Ainv, a, b, t)) @ Ti
+                 for Ti, (a, b, lev, t) in zip(Tinv, spans)]  # Λ⁻ᵀ(A⁻¹ − A⁻²)Λ⁻¹
+        S = Ainv
+        np.negative(S, out=S)
+        S[np.diag_indices_from(S)] += 1.0  # I − A⁻¹
+        for Ti, (a, b, _, t) in zip(Tinv, spans):  # Λ⁻ᵀ (I − A⁻¹) Λ⁻¹, a term's rows and columns at a time
+            if t.p == 1:
+                S[a:b] *= Ti[0, 0]
+                S[:, a:b] *= Ti[0, 0]
+            else:
+                rows = S[a:b].reshape(t.nlevels, t.p, -1)
+                S[a:b] = np.einsum("ba,lbq->laq", Ti, rows).reshape(b - a, -1)
+                cols = S[:, a:b].reshape(-1, t.nlevels, t.p)
+                S[:, a:b] = (cols @ Ti).reshape(-1, b - a)
+        return S, diag2
+    G = np.asarray(F.T @ Ainv)  # F'A⁻¹ (q × q)
+    S = ZtZ.toarray() - np.asarray(F.T @ G.T)  # Z'Z − F'A⁻¹F
+    diag2 = [level_sum(S[a:b, a:b], a, b, lev, t) - row_squares(G, a, b, t) for a, b, lev, t in spans]
+    return S, diag2
+
+
+def _pair_traces(layout, S: np.ndarray) -> list[list[np.ndarray]]:
+    """For each pair of terms (k, k'), H[b, c, a, d] = Σ_{l ∈ k, l' ∈ k'} S_{l l'}[b, c] S_{l l'}[a, d],
+    so that tr(G_i V⁻¹ G_j V⁻¹) = Σ E_i[a, b] E_j[c, d] H[b, c, a, d] (S = Z'V⁻¹Z)."""
+    K = len(layout.terms)
+    out = [[None] * K for _ in range(K)]
+    for k in range(K):
+        a, b = layout.col_offset[k], layout.col_offset[k + 1]
+        for j in range(k, K):
+            c, d = layout.col_offset[j], layout.col_offset[j + 1]
+            B = S[a:b, c:d].reshape(layout.nlevels[k], layout.p[k], layout.nlevels[j], layout.p[j])
+            H = np.tensordot(B, B, axes=([0, 2], [0, 2]))  # [b, c, a, d]
+            out[k][j] = H
+            out[j][k] = H.transpose(1, 0, 3, 2)
+    return out
+
+
 def _fixed_cov(result) -> tuple[np.ndarray, np.ndarray]:
     """M⁻¹ = (RX'RX)⁻¹ and C = σ² M⁻¹ of a fit."""
     RX = result._sol.RX
@@ -178,52 +248,77 @@ class Satterthwaite:
 
 
 class KenwardRoger:
-    """Kenward–Roger's adjusted covariance and df (see the module docstring)."""
+    """Kenward–Roger's adjusted covariance and df (see the module docstring).
+
+    Everything comes from the dense A⁻¹ (``backend.dense_inverse``) and the crossproducts. With
+    F = Λ'Z'Z, C_X = Λ'Z'X and W_X = A⁻¹C_X (σ² factored out):
+
+        Z'V⁻¹X = Z'X − F'W_X,   Z'V⁻²X = Z'X − F'(W_X + A⁻¹W_X),
+        X'V⁻ᵐX = X'X − C_X'(A⁻¹ + … + A⁻ᵐ)C_X,
+
+    and, where every T_k is nonsingular (Λ'Z'ZΛ = A − I),
+
+        Z'V⁻¹Z = Λ⁻ᵀ(I − A⁻¹)Λ⁻¹,   Z'V⁻²Z = Λ⁻ᵀ(A⁻¹ − A⁻²)Λ⁻¹
+
+    (else Z'Z − F'A⁻¹F and Z'Z − F'(A⁻¹ + A⁻²)F). The traces tr(V⁻¹G_iV⁻¹G_j) of the information
+    are sums over the blocks of Z'V⁻¹Z between two terms' levels, one tensor contraction per pair
+    of terms (:func:`_pair_traces`); no n × n and no q × q × q product is formed.
+
+    A maximum-likelihood fit (emmeans' use) takes the adjustment of its REML refit, as pbkrtest's
+    ``vcovAdj`` does.
+    """
 
     def __init__(self, result):
         if not result.reml:
-            raise ValueError("Kenward–Roger is defined for REML fits (pbkrtest refuses ML fits): refit with "
+            raise ValueError("Kenward–Roger is defined for REML fits (lmerTest refuses ML fits): refit with "
                              "reml=True")
         model, sol = result.model, result._sol
-        layout, cp = model.layout, model.crossprod
+        layout, cp, backend = model.layout, model.crossprod, model.backend
         q, p, n = layout.q, cp.XtX.shape[0], cp.n
         if q > KR_MAX_Q:
             raise ValueError(f"Kenward–Roger needs dense {q} × {q} matrices here (q = {q} random effects > "
                              f"{KR_MAX_Q}); use ddf='satterthwaite'")
         s2 = result.scale
+        theta = sol.theta
         self.beta = sol.beta
         _, Phi = _fixed_cov(result)
         self.Phi = Phi
-        Lam = layout.lambda_matrix(sol.theta)
-        ZtZ = cp.ZtZ.toarray()
-        ZtX = np.asarray(cp.ZtX)
-        DD = np.block([[ZtZ, ZtX], [ZtX.T, cp.XtX]])
-        F = Lam.T @ np.hstack([ZtZ, ZtX])  # Λ'Z'[Z X]
-        A = Lam.T @ sp.csc_matrix(ZtZ) @ Lam + sp.identity(q)
-        Ainv = cho_solve(cho_factor(A.toarray()), np.eye(q))
-        G1 = Ainv
-        G2 = Ainv + Ainv @ Ainv
-        G3 = Ainv + G2 @ Ainv  # A⁻¹ + A⁻² + A⁻³
-        S1 = (DD - F.T @ G1 @ F) / s2
-        S2 = (DD - F.T @ G2 @ F) / s2 ** 2
-        S3XX = (DD[q:, q:] - F[:, q:].T @ G3 @ F[:, q:]) / s2 ** 3
-        s1zz, s1zx, s2zz, s2zx = S1[:q, :q], S1[:q, q:], S2[:q, :q], S2[:q, q:]
-        E = self._structure_matrices(layout)
+        Ainv = backend.dense_inverse(theta)
+        Lam = layout.lambda_matrix(theta)
+        ZtX, XtX = np.asarray(cp.ZtX), cp.XtX
+        CX = Lam.T @ ZtX
+        WX = Ainv @ CX
+        AWX = Ainv @ WX
+        F = (Lam.T @ cp.ZtZ).tocsr()  # Λ'Z'Z
+        s1zx = (ZtX - F.T @ WX) / s2
+        s2zx = (ZtX - F.T @ (WX + AWX)) / s2 ** 2
+        S2XX = (XtX - CX.T @ WX - WX.T @ WX) / s2 ** 2
+        S3XX = (XtX - CX.T @ WX - WX.T @ WX - WX.T @ AWX) / s2 ** 3
+        frob = float(np.vdot(Ainv, Ainv))
+        s1zz, s2diag = _inverse_covariances(layout, theta, Ainv, F, cp.ZtZ)
+        s1zz /= s2
+        s2diag = [d / s2 ** 2 for d in s2diag]
+        E = _structure(layout)  # per θ-free covariance element: (term, p_k × p_k pattern)
         m = len(E) + 1  # and the residual
-        ES = [Ei @ s1zz for Ei in E]
-        EX = [Ei @ s1zx for Ei in E]
-        P = [-(s1zx.T @ EXi) for EXi in EX] + [-S2[q:, q:]]
+        X3 = [s1zx[layout.col_offset[k]:layout.col_offset[k + 1]].reshape(layout.nlevels[k], layout.p[k], p)
+              for k in range(len(layout.terms))]
+        EX = [np.einsum("ab,lbr->lar", Ek, X3[k]) for k, Ek in E]  # E_i Z'V⁻¹X on term k's rows
+        P = [-np.einsum("lar,las->rs", X3[k], EXi) for (k, _), EXi in zip(E, EX)] + [-S2XX]
         Q = np.empty((m, m, p, p))
         K = np.empty((m, m))
-        for i in range(m - 1):
-            for j in range(m - 1):
-                Q[i, j] = EX[i].T @ s1zz @ EX[j]
-                K[i, j] = np.sum(ES[i] * ES[j].T)
-            Q[i, m - 1] = EX[i].T @ s2zx
+        traces = _pair_traces(layout, s1zz)
+        cols = [slice(layout.col_offset[k], layout.col_offset[k + 1]) for k in range(len(layout.terms))]
+        SEX = [s1zz[:, cols[k]] @ EXj.reshape(-1, p) for (k, _), EXj in zip(E, EX)]  # Z'V⁻¹Z E_j Z'V⁻¹X
+        for i, (ki, Ei) in enumerate(E):
+            EXi = EX[i].reshape(-1, p)
+            for j, (kj, Ej) in enumerate(E):
+                Q[i, j] = EXi.T @ SEX[j][cols[ki]]
+                K[i, j] = np.einsum("ab,cd,bcad->", Ei, Ej, traces[ki][kj])
+            Q[i, m - 1] = EXi.T @ s2zx[cols[ki]]
             Q[m - 1, i] = Q[i, m - 1].T
-            K[i, m - 1] = K[m - 1, i] = (E[i] @ s2zz).diagonal().sum()
+            K[i, m - 1] = K[m - 1, i] = np.sum(Ei * s2diag[ki].T)
         Q[m - 1, m - 1] = S3XX
-        K[m - 1, m - 1] = (n - q + np.sum(Ainv * Ainv)) / s2 ** 2
+        K[m - 1, m - 1] = (n - q + frob) / s2 ** 2
         IE2 = np.empty((m, m))
         for i in range(m):
             for j in range(m):
@@ -237,25 +332,10 @@ class KenwardRoger:
         self.P, self.W, self.K, self.Q = P, W, K, Q
         self.PhiA = Phi + 2 * Phi @ U @ Phi
 
-    @staticmethod
-    def _structure_matrices(layout) -> list[sp.csr_matrix]:
-        """E_i (q × q) of each covariance element of each Ψ_k: G_i = Z E_i Z'."""
-        out = []
-        for k, term in enumerate(layout.terms):
-            base = layout.col_offset[k] + np.arange(term.nlevels) * term.p
-            for b in range(term.p):
-                for a in range(b, term.p):
-                    if a != b and term.diagonal:
-                        continue
-                    rows, cols = base + a, base + b
-                    if a != b:
-                        rows, cols = np.concatenate([rows, cols]), np.concatenate([cols, rows])
-                    out.append(sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(layout.q, layout.q)))
-        return out
-
-    def _adjust(self, L: np.ndarray) -> tuple[float, float, float]:
-        """pbkrtest's ``.KR_adjust`` for L: (df2, F scaling, A2)."""
-        Phi, P, W = self.Phi, self.P, self.W
+    def _adjust(self, L: np.ndarray, V0: np.ndarray | None = None) -> tuple[float, float, float]:
+        """pbkrtest's ``.KR_adjust`` for L: (df2, F scaling, A2); ``V0`` in place of the fit's unadjusted
+        covariance (``Lb_ddf(L, V0, Vadj)``)."""
+        Phi, P, W = self.Phi if V0 is None else V0, self.P, self.W
         q = L.shape[0]
         Theta = L.T @ np.linalg.solve(L @ Phi @ L.T, L)
         TP = Theta @ Phi

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..formula import term_labels
+from ..weights import whiten
 from .anova import fixed_terms
 from .distributions import chi2_sf
 
@@ -26,14 +27,14 @@ def _needs_data(result):
 
 
 def _refit(result, formula: str, reml: bool):
-    """The same data and options, another formula or criterion."""
+    """The same data and options (weights and offset too), another formula or criterion."""
     from ..model import LinearMixedModel  # noqa: PLC0415 (model imports results, which imports this)
 
     model = result.model
     opts = model.options
     data = _needs_data(result)
     new = LinearMixedModel(formula, data, reml=reml, missing=opts["missing"], backend=opts["backend"],
-                           max_memory=opts["max_memory"])
+                           max_memory=opts["max_memory"], weights=opts["weights"], offset=opts["offset"])
     return new.fit()
 
 
@@ -48,15 +49,19 @@ def refit_ml(result):
 
 
 class LinearModelFit:
-    """A model left without random effects: ordinary least squares, with R's ``logLik.lm``."""
+    """A model left without random effects: (weighted) least squares, with R's ``logLik.lm``
+    (its REML form for REML fits): ½ (Σ log w − N (log 2π + 1 − log N + log Σ w r²)) [− log|R|]."""
 
-    def __init__(self, y: np.ndarray, X: np.ndarray, reml: bool):
+    def __init__(self, frame, reml: bool):
+        y, X = whiten(frame.sqrtw, frame.y_offset, frame.X)
         n, p = X.shape
         self.reml, self.nobs = reml, n
         Q, R = np.linalg.qr(X) if p else (np.zeros((n, 0)), np.zeros((0, 0)))
         res = y - Q @ (Q.T @ y)
         N = n - p if reml else n
         llf = 0.5 * (-N * (np.log(2 * np.pi) + 1 - np.log(N) + np.log(res @ res)))
+        if frame.weights is not None:
+            llf += 0.5 * np.log(frame.weights).sum()
         if reml:
             llf -= np.sum(np.log(np.abs(np.diag(R))))
         self.llf = float(llf)
@@ -69,29 +74,43 @@ def _term_label(rt) -> str:
 
 def _random_formula(frame, terms) -> str:
     parsed = frame.formula
-    parts = [parsed.fixed] + [_term_label(rt) for rt in terms]
+    parts = [parsed.fixed_with_offsets] + [_term_label(rt) for rt in terms]
     return f"{parsed.response} ~ " + " + ".join(parts)
 
 
-def _reductions(frame):
-    """lmerTest's reduced models: each random term without one of its columns (a term with only an
-    intercept, or with one column and no intercept, is removed). Yields (label, remaining terms)."""
+def _identity(rt) -> tuple:
+    """What makes two random terms the same term (R's formula update merges them)."""
+    return frozenset(term_labels(rt.expr)), rt.factors
+
+
+def _reductions(frame, reduce_terms: bool = True):
+    """lmerTest's reduced models (``ranova``'s ``get_newforms``), one per (term, column): a term
+    ``(1 | g)`` is removed; any other loses, one at a time, each of its columns that no other of
+    its columns contains (R's ``drop.scope``: ``x:z`` before ``x`` and ``z``), and becomes
+    ``(1 | g)`` when that was its only one: ``(x | g)``, ``(0 + x | g)``, ``(f | g)`` and
+    ``(0 + f | g)`` all reduce to ``(1 | g)``. A reduced term equal to another term of the model
+    merges with it, as R's ``update`` of the formula does. ``reduce_terms=False``: every term is
+    removed whole. Yields (label, remaining terms)."""
     from ..formula import RandomTerm  # noqa: PLC0415
 
     terms = list(frame.formula.random)
     for k, rt in enumerate(terms):
-        labels = term_labels(rt.expr)
+        labels = [x for x in term_labels(rt.expr) if x != "1"]
         others = terms[:k] + terms[k + 1:]
-        if labels == ["1"]:
+        if not labels or not reduce_terms:
             yield _term_label(rt), others
             continue
-        for lab in (x for x in labels if x != "1"):
+        factors = {x: set(x.split(":")) for x in labels}
+        scope = [x for x in labels if not any(factors[x] < factors[o] for o in labels)]
+        for lab in scope:
             rest = [x for x in labels if x != lab]
             if not rest:
-                yield f"{lab} in {_term_label(rt)}", others
-                continue
-            expr = " + ".join(rest) if "1" in rest else "0 + " + " + ".join(rest)
-            yield f"{lab} in {_term_label(rt)}", others[:k] + [RandomTerm(expr, rt.factors)] + others[k:]
+                expr = "1"
+            else:
+                expr = " + ".join(rest) if rt.has_intercept else "0 + " + " + ".join(rest)
+            new = RandomTerm(expr, rt.factors)
+            kept = others if _identity(new) in {_identity(o) for o in others} else others[:k] + [new] + others[k:]
+            yield f"{lab} in {_term_label(rt)}", kept
 
 
 RANOVA_COLUMNS = ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"]
@@ -104,21 +123,21 @@ def _lrt_table(rows: dict) -> pd.DataFrame:
     npar, llf = rows["<none>"]
     out["LRT"] = np.where(out.index == "<none>", np.nan, 2 * (llf - out["logLik"]))
     out["Df"] = np.where(out.index == "<none>", np.nan, npar - out["npar"])
-    out["Pr(>Chisq)"] = chi2_sf(out["LRT"], out["Df"])
+    out["Pr(>Chisq)"] = chi2_sf(out["LRT"], out["Df"].where(out["Df"] > 0))  # Df 0: no test (NA), as lmerTest
     return out[RANOVA_COLUMNS]
 
 
-def ranova(result) -> pd.DataFrame:
-    """lmerTest's ``ranova``: each random term reduced or removed, refitted with the same criterion,
-    compared with the model by a likelihood-ratio test."""
+def ranova(result, reduce_terms: bool = True) -> pd.DataFrame:
+    """lmerTest's ``ranova``: each random term reduced (``reduce_terms``, see :func:`_reductions`) or
+    removed, refitted with the same criterion, compared with the model by a likelihood-ratio test."""
     _needs_data(result)
     frame = result.model.frame
     rows = {"<none>": (result.df_modelwise, result.llf)}
-    for label, terms in _reductions(frame):
+    for label, terms in _reductions(frame, reduce_terms):
         if terms:
             fit = _refit(result, _random_formula(frame, terms), result.reml)
         else:
-            fit = LinearModelFit(frame.y, frame.X, result.reml)
+            fit = LinearModelFit(frame, result.reml)
         rows[label] = (fit.df_modelwise, fit.llf)
     return _lrt_table(rows)
 
@@ -136,7 +155,7 @@ def drop1(result) -> pd.DataFrame:
         if any(factors < other for _, _, other in terms):
             continue
         rest = [n for n, _, _ in terms if n != name]
-        fixed = " + ".join(["1" if intercept else "0"] + rest)
+        fixed = " + ".join(["1" if intercept else "0"] + rest + [f"offset({o})" for o in frame.formula.offsets])
         formula = f"{frame.formula.response} ~ {fixed} + " + " + ".join(_term_label(rt) for rt in frame.formula.random)
         fit = _refit(result, formula, reml=False)
         rows[name] = (fit.df_modelwise, fit.llf)
