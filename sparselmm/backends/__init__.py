@@ -43,7 +43,7 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         return SparseBackend(layout, cp, reml, max_memory)
     if backend == "blocked":
         return BlockedBackend(layout, cp, reml, max_memory)
-    col_group = nested_groups(layout, group_codes)
+    col_group = nested_groups(layout, group_codes, cp)
     if backend == "dense":
         if col_group is None:
             names = ", ".join(t.group for t in layout.terms)

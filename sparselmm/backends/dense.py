@@ -25,7 +25,7 @@ from .base import ProfiledBackend
 MAX_GROUP_SIZE = 64
 
 
-def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.ndarray | None:
+def nested_groups(layout: Layout, group_codes: np.ndarray | None = None, cp: Crossprod | None = None) -> np.ndarray | None:
     """Group of each column of Z, when all terms are nested in one factor.
 
     Parameters
@@ -34,6 +34,8 @@ def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.n
     group_codes : ndarray of int, optional
         Group of each row. By default the term with the fewest levels is
         tried as the grouping factor.
+    cp : Crossprod, optional
+        For terms without rows (a model read in pieces): the groups from Z'Z's pattern.
 
     Returns
     -------
@@ -41,6 +43,8 @@ def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.n
         None when some term's level spans several groups.
     """
     terms = layout.terms
+    if group_codes is None and cp is not None and all(len(t.codes) == 0 for t in terms):
+        return _nested_from_pattern(layout, cp.ZtZ)
     if group_codes is None:
         group_codes = min(terms, key=lambda t: t.nlevels).codes
     group_codes = np.asarray(group_codes, dtype=np.int64)
@@ -55,6 +59,30 @@ def nested_groups(layout: Layout, group_codes: np.ndarray | None = None) -> np.n
         group_of_level[codes] = groups
         if np.any(group_of_level[codes] != groups):
             return None  # a level seen in two groups
+        cols.append(np.repeat(group_of_level, t.p))
+    return np.concatenate(cols)
+
+
+def _nested_from_pattern(layout: Layout, ZtZ) -> np.ndarray | None:
+    """:func:`nested_groups` with the fewest-levels term as the grouping factor, read off Z'Z's block
+    pattern: a level's column meets the grouping term's levels it shares rows with."""
+    g = int(np.argmin(layout.nlevels))
+    lo, hi, pg = layout.col_offset[g], layout.col_offset[g + 1], int(layout.p[g])
+    cols = []
+    for k, t in enumerate(layout.terms):
+        if k == g:
+            cols.append(np.repeat(np.arange(t.nlevels), t.p))
+            continue
+        first = layout.col_offset[k] + np.arange(t.nlevels) * t.p  # a level's block: its first column's pattern
+        starts, counts = ZtZ.indptr[first], ZtZ.indptr[first + 1] - ZtZ.indptr[first]
+        level = np.repeat(np.arange(t.nlevels), counts)
+        rows = ZtZ.indices[np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())]
+        met = (rows >= lo) & (rows < hi)
+        group_of_level = np.zeros(t.nlevels, dtype=np.int64)
+        groups = (rows[met] - lo) // pg
+        group_of_level[level[met]] = groups
+        if np.any(group_of_level[level[met]] != groups):
+            return None  # a level meets two groups
         cols.append(np.repeat(group_of_level, t.p))
     return np.concatenate(cols)
 

@@ -67,10 +67,15 @@ def _structure(layout) -> list[tuple[int, np.ndarray]]:
     return out
 
 
+#: Z'V⁻¹Z through Λ⁻¹ when every diagonal of every T_k is at least this: I − A⁻¹ is then scaled by
+#: 1/θ² (rounding of 1e-16 becomes 1e-10 at most); below, through F = Λ'Z'Z (a q × nnz product).
+LAMBDA_INVERSE_MIN = 1e-3
+
+
 def _inverse_covariances(layout, theta, Ainv, F, ZtZ, general: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
     """σ² Z'V⁻¹Z (q × q) and, per term, Σ_l of the level blocks of σ⁴ Z'V⁻²Z (p_k × p_k), through
-    Λ⁻¹ where every T_k is nonsingular (and not ``general``), else through F = Λ'Z'Z; Ainv is
-    overwritten."""
+    Λ⁻¹ where every T_k is well conditioned (:data:`LAMBDA_INVERSE_MIN`; and not ``general``), else
+    through F = Λ'Z'Z; Ainv is overwritten."""
     Ts = layout.T(theta)
     terms = list(enumerate(layout.terms))
     spans = [(layout.col_offset[k], layout.col_offset[k + 1], np.arange(t.nlevels), t) for k, t in terms]
@@ -82,7 +87,7 @@ def _inverse_covariances(layout, theta, Ainv, F, ZtZ, general: bool = False) -> 
         R = M[a:b].reshape(t.nlevels, t.p, -1)
         return np.einsum("lam,lbm->ab", R, R)
 
-    if not general and all(np.all(np.diag(T) != 0) for T in Ts):
+    if not general and all(np.all(np.abs(np.diag(T)) >= LAMBDA_INVERSE_MIN) for T in Ts):
         Tinv = [np.linalg.inv(T) for T in Ts]
         diag2 = [Ti.T @ (level_sum(Ainv[a:b, a:b], a, b, lev, t) - row_squares(Ainv, a, b, t)) @ Ti
                  for Ti, (a, b, lev, t) in zip(Tinv, spans)]  # Λ⁻ᵀ(A⁻¹ − A⁻²)Λ⁻¹

@@ -60,30 +60,20 @@ def _parse_specs(specs, by) -> tuple[list[str], list[str]]:
 
 def _variables(frame) -> list[str]:
     """The fixed part's variables (and the offsets'), in the order the formula first names them."""
-    from ..frame import _variables as formula_variables
+    from ..frame import formulaic
 
     parsed = frame.formula
-    used = set(formula_variables(parsed)) - {parsed.response} - {c for t in parsed.random for c in t.factors}
-    for t in parsed.random:  # variables only in random terms' columns are not on the grid
-        used -= _only_in(t.expr, parsed)
+    used = set(formulaic.Formula(parsed.fixed).required_variables)
+    for o in parsed.offsets:
+        used |= set(formulaic.Formula(f"0 + I({o})").required_variables)
     text = " ".join([parsed.fixed, *parsed.offsets])
     where = {v: (m.start() if (m := re.search(rf"(?<![\w.]){re.escape(v)}(?![\w.])", text)) else len(text))
              for v in used}
     out = sorted(used, key=lambda v: where[v])
-    if frame.offset_input is not None and frame.offset_input.column is not None and \
-            frame.offset_input.column not in out:
-        out.append(frame.offset_input.column)
+    given = frame.offset_input
+    if given is not None and given.column is not None and given.column not in out:
+        out.append(given.column)
     return out
-
-
-def _only_in(expr: str, parsed) -> set[str]:
-    from ..frame import formulaic
-
-    here = set(formulaic.Formula(expr).required_variables)
-    fixed = set(formulaic.Formula(parsed.fixed).required_variables)
-    for o in parsed.offsets:
-        fixed |= set(formulaic.Formula(f"0 + I({o})").required_variables)
-    return here - fixed
 
 
 def _is_factor(column: pd.Series) -> bool:
@@ -128,7 +118,7 @@ def reference_grid(result, at: dict | None = None) -> ReferenceGrid:
         if _is_factor(column):
             levels = _codes(column)[1]
             if v in at:
-                chosen = list(np.atleast_1d(at[v]))
+                chosen = [at[v]] if isinstance(at[v], str) or np.ndim(at[v]) == 0 else list(at[v])
                 missing = [x for x in chosen if x not in set(levels)]
                 if missing:
                     raise ValueError(f"at= gives {v!r} the value {missing[0]!r}, which is not one of its levels")
@@ -421,8 +411,8 @@ def contrast_table(means: Means, method="pairwise", adjust: str | None = None, r
         notes.append("Note: adjust = \"tukey\" was changed to \"sidak\" because \"tukey\" is only appropriate "
                      "for one set of pairwise comparisons")
     cells, by = means.cells, means.by
-    groups = [np.arange(len(cells))] if not by else \
-        [np.flatnonzero((cells[by] == row).all(axis=1)) for row in cells[by].drop_duplicates().itertuples(index=False)]
+    group = pd.factorize(pd.MultiIndex.from_frame(cells[by]))[0] if by else np.zeros(len(cells), dtype=int)
+    groups = [np.flatnonzero(group == g) for g in range(group.max() + 1)]  # in order of appearance
     rows, labels_by, fams = [], [], []
     for g in groups:
         labels = [" ".join(str(v) for v in row) for row in cells.iloc[g][means.specs].itertuples(index=False)]

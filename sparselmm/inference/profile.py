@@ -14,7 +14,7 @@ and the average-information Hessian of the fit's own backend: no new
 crossproducts and no new symbolic analysis.
 
 * A variance parameter φ_k fixed: the deviance D(θ, σ) = log|A| + r²/σ² +
-  n log 2πσ² (β profiled) is minimized over the other φ; (θ, σ) is a cheap
+  n log 2πσ² [− Σ log w, prior weights] (β profiled) is minimized over the other φ; (θ, σ) is a cheap
   function of φ (the Cholesky factor of each Ψ_k/σ²) whose Jacobian is taken
   by differences; ∂D/∂θ_j = 2 tr(A⁻¹Λ'Z'ZΛ_j) + (∂r²/∂θ_j)/σ².
 * A fixed effect β_j = b: σ is profiled out, and the best other β at each θ
@@ -84,6 +84,7 @@ class Profiler:
         self.backend, self.layout = model.backend, model.layout
         self.n = model.crossprod.n
         self.shift = model.crossprod.beta_shift
+        self.log_weights = model.crossprod.log_weights
         self.dev_hat = fit.objective
         self.theta_hat = fit.theta.to_numpy()
         self.sigma_hat = fit.sigma
@@ -148,7 +149,7 @@ class Profiler:
 
     def deviance(self, theta, sigma) -> float:
         logdet, pwrss, _ = self._pieces(theta)
-        return logdet + pwrss / sigma ** 2 + self.n * np.log(2 * np.pi * sigma ** 2)
+        return logdet + pwrss / sigma ** 2 + self.n * np.log(2 * np.pi * sigma ** 2) - self.log_weights
 
     def deviance_gradient(self, theta, sigma) -> np.ndarray:
         b = self.backend
