@@ -38,7 +38,7 @@ clean:
 # 10M shape, lme4 alone may take an hour):
 # `make bench-deps` (R and lme4, optional: without them lme4 is reported as
 # "not installed"), then `make bench`; results in benchmarks/results/.
-.PHONY: bench bench-deps bench-inference bench-ratings bench-stream
+.PHONY: bench bench-deps bench-inference bench-ratings bench-stream bench-study
 
 bench: compile
 	$(BIN)/python -m benchmarks.compare
@@ -57,6 +57,12 @@ bench-inference: compile
 # next to the in-memory fits of 10^6 and 10^7 rows and Dask on 2 workers: benchmarks/results/stream_large.*
 bench-stream: compile
 	$(BIN)/python -m benchmarks.stream_large
+
+# Prior weights and marginal means on InstEval (benchmarks/compare_study.py): the weighted against the
+# unweighted ML fit, emmeans + pairs with Kenward-Roger and Satterthwaite df, and lme4/emmeans's times for
+# the same work from benchmarks/lme4_study.R in the same run (R with lme4, lmerTest, emmeans; ~1 minute).
+bench-study: compile
+	$(BIN)/python -m benchmarks.compare_study
 
 bench-deps:
 	@if command -v Rscript >/dev/null 2>&1 && \

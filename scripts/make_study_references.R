@@ -396,3 +396,15 @@ write_json(list(formula = slope, reml = TRUE,
                 tight = list(objective = REMLcrit(tight_fit), ranova = ranova_rows(ranova(tight_fit)),
                              feval = tight_fit@optinfo$feval),
                 versions = versions), file.path(OUT, "ranova_insteval_slope.json"))
+
+# --- the profile of a fit on the boundary (Dyestuff2: the batch variance estimated at zero) --------------
+dy2 <- lme4::Dyestuff2
+dy2 <- write_and_read(data.frame(Yield = dy2$Yield, Batch = as.character(dy2$Batch)), "dyestuff2", "Batch")
+out <- list(formula = "Yield ~ 1 + (1 | Batch)")
+for (reml in c(TRUE, FALSE)) {
+    m <- fit(out$formula, dy2, reml)
+    ci <- suppressMessages(confint(m, method = "profile", oldNames = FALSE))
+    out[[if (reml) "reml" else "ml"]] <- list(theta = as.list(getME(m, "theta")),
+                                               profile = rows(ci, c(lower = 1, upper = 2)))
+}
+write_json(c(out, list(versions = versions)), file.path(OUT, "dyestuff2_profile.json"))

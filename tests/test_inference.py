@@ -315,10 +315,19 @@ def test_profile_end_where_the_secant_lands_on_the_root(sleepstudy):
 
 
 # --- Kenward–Roger and Satterthwaite against dense oracles --------------------------------------------
-def test_kenward_roger_against_dense_pbkrtest(sleepstudy):
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("general", [False, True])
+def test_kenward_roger_against_dense_pbkrtest(sleepstudy, weighted, general, monkeypatch):
     """pbkrtest's vcovAdj written with n × n matrices (V, G_i) gives the same adjusted covariance,
-    P and W as the q-space computation."""
-    result = sparselmm.fit("Reaction ~ Days + (1 + Days | Subject)", sleepstudy.iloc[::2])
+    P and W as the q-space computation, through Λ⁻¹ or (``general``) through Λ'Z'Z; with prior
+    weights the residual's G is W⁻¹."""
+    from sparselmm.inference import ddf
+
+    if general:
+        monkeypatch.setattr(ddf, "LAMBDA_INVERSE_MIN", np.inf)
+    data = sleepstudy.iloc[::2]
+    w = 0.5 + (np.arange(len(data)) % 5) / 2 if weighted else None
+    result = sparselmm.fit("Reaction ~ Days + (1 + Days | Subject)", data, weights=w)
     model = result.model
     layout, X = model.layout, model.frame.X
     n = X.shape[0]
@@ -331,7 +340,7 @@ def test_kenward_roger_against_dense_pbkrtest(sleepstudy):
         E[base + a, base + b] = E[base + b, base + a] = 1
         G.append(Z @ E @ Z.T)
         gam.append(cov[a, b])
-    G.append(np.eye(n))
+    G.append(np.eye(n) if w is None else np.diag(1 / w))
     gam.append(result.scale)
     Si = np.linalg.inv(sum(g * Gi for g, Gi in zip(gam, G)))
     Phi = np.linalg.inv(X.T @ Si @ X)

@@ -243,11 +243,24 @@ class Profiler:
         xhat = self.phi_hat[k] if k < self.nvar else self.beta_hat[k - self.nvar]
         se = self.se[k]
         bound = lo if target < 0 else hi
-        u0 = fwd(xhat) if xhat > lo else fwd(lo + 1e-8)
-        step = se * abs(target) / max(abs(xhat), 1e-8) if fwd is np.log else se * abs(target)
-        if fwd is np.arctanh:
-            step /= max(1 - xhat ** 2, 1e-6)
-        step = np.sign(target) * max(step, 1e-3)
+        if fwd is np.log:
+            # a standard deviation: the first trial at x̂ ± SE·|target| on x's own scale (the delta
+            # method's log step SE·|target|/x̂ is unbounded as x̂ → 0, at or near a variance estimated
+            # at zero, where the SE is 0 too: then σ̂ sets the scale); below x_min, ζ is taken as flat,
+            # the lower end as 0 (lme4 reports 0)
+            scale = se if se > 1e-6 * self.sigma_hat else self.sigma_hat
+            x_min = 1e-10 * max(xhat, scale)
+            if target < 0 and xhat <= x_min:
+                return 0.0
+            u0 = fwd(max(xhat, x_min))
+            x1 = xhat + np.sign(target) * scale * abs(target)
+            step = (fwd(x1) if x1 > x_min else u0 + np.log(1e-3)) - u0
+        else:
+            u0 = fwd(xhat) if xhat > lo else fwd(lo + 1e-8)
+            step = se * abs(target)
+            if fwd is np.arctanh:
+                step /= max(1 - xhat ** 2, 1e-6)
+        step = np.sign(target) * max(abs(step), 1e-3)
         warm, seen = {}, {}
 
         def g(u):
@@ -272,7 +285,11 @@ class Profiler:
                 b_new = b + max(abs(b_new - b), abs(step)) * np.sign(step) if np.sign(b_new - b) != np.sign(
                     step) else b_new
             a, ga = b, gb
-            if np.isfinite(bound) and not (lo < back(b_new) < hi):
+            if fwd is np.log and back(b_new) < x_min:
+                if g(fwd(x_min)) * np.sign(target) < 0:  # ζ never gets to target above x_min: the end is 0
+                    return 0.0
+                b_new = fwd(x_min)
+            elif np.isfinite(bound) and not (lo < back(b_new) < hi):
                 x_edge = bound - np.sign(target) * 1e-10
                 if g(fwd(x_edge) if x_edge > lo or not np.isfinite(lo) else fwd(lo + 1e-10)) * np.sign(target) < 0:
                     return float(bound)
