@@ -1,7 +1,7 @@
 # lme4/emmeans's side of benchmarks/compare_study.py, on InstEval (y ~ service + (1|s) + (1|d) + (1|dept)):
 # the ML fit with and without prior weights (w_i = 0.5 + (i mod 7)/4), and emmeans(m, ~ service) +
 # pairs() of the REML fit with emmeans' default df (asymptotic above 3,000 rows) and with Satterthwaite's
-# (lmerTest.limit raised). Kenward-Roger is not attempted: pbkrtest forms n x n matrices (73,421^2
+# (lmerTest.limit raised; lmerTest's Hessian and Jacobian of the fit included). Kenward-Roger is not attempted: pbkrtest forms n x n matrices (73,421^2
 # doubles, 43 GB). Each timed after a warm-up call of the same kind. Writes the JSON file given as the
 # first argument.
 #   Rscript benchmarks/lme4_study.R benchmarks/results/lme4_study.json
@@ -30,15 +30,17 @@ timed <- function(expr) {
 invisible(lme4::lmer(y ~ service + (1 | dept), d, REML = FALSE))  # warm-up: lme4's first fit
 unweighted <- timed(lme4::lmer(f, d, REML = FALSE))
 weighted <- timed(lme4::lmer(f, d, REML = FALSE, weights = w))
-reml <- lmerTest::lmer(f, d, REML = TRUE)
+reml <- lme4::lmer(f, d, REML = TRUE)
 
+# emmeans' Satterthwaite df come from lmerTest, whose as_lmerModLmerTest (run by lmerTest::lmer after the
+# fit) computes the deviance's Hessian and the Jacobian of vcov: timed here with the means, as ours is
 emm_pairs <- function(m, ...) {
     e <- emmeans(m, ~ service, ...)
     list(emmeans = as.data.frame(summary(e)), pairs = as.data.frame(summary(pairs(e))))
 }
 invisible(suppressMessages(emm_pairs(reml)))  # warm-up
 default_df <- timed(suppressMessages(emm_pairs(reml)))
-satt <- timed(emm_pairs(reml, lmer.df = "satterthwaite", lmerTest.limit = 1e6))
+satt <- timed(emm_pairs(lmerTest::as_lmerModLmerTest(reml), lmer.df = "satterthwaite", lmerTest.limit = 1e6))
 
 sec <- function(x) x$seconds
 json <- function(x) jsonlite::toJSON(x, auto_unbox = TRUE, digits = NA, pretty = TRUE)

@@ -30,6 +30,9 @@ emm_options(pbkrtest.limit = 1e5, lmerTest.limit = 1e6)  # no switch to asymptot
 OUT <- file.path("tests", "data", "study")
 dir.create(OUT, showWarnings = FALSE)
 source(file.path("scripts", "reference_json.R"))
+# SECTIONS=fits,emmeans,ranova,insteval,boundary,readme (default: all) remakes only those files
+SECTIONS <- strsplit(Sys.getenv("SECTIONS", "all"), ",")[[1]]
+run <- function(section) any(c("all", section) %in% SECTIONS)
 TIGHT <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-12, maxfun = 1e5))
 pkg_version <- function(p) packageDescription(p)$Version
 versions <- list(R = R.version.string, lme4 = pkg_version("lme4"), lmerTest = pkg_version("lmerTest"),
@@ -256,17 +259,19 @@ ss <- sleepstudy_data()
 pen <- penicillin_data()
 scots <- scotssec_data()
 exam <- exam_data()
-fit_cases <- list(
-    list(name = "sleepstudy_w", file = "sleepstudy_w", data = ss, design = "nested",
-         formula = "Reaction ~ Days + offset(o) + (Days | Subject)", weights = "w", profile = TRUE),
-    list(name = "penicillin_w", file = "penicillin_w", data = pen, design = "crossed",
-         formula = "diameter ~ 1 + (1 | plate) + (1 | sample)", weights = "w", offset = "o", profile = TRUE),
-    list(name = "scotssec_cells", file = "scotssec_cells", data = scots, design = "crossed",
-         formula = "attain ~ verbal + sex + (1 | primary) + (1 | second)", weights = "n"),
-    list(name = "exam_w", file = "exam_w", data = exam, design = "nested",
-         formula = "normexam ~ standLRT + sex + vr + (standLRT | school)", weights = "w")
-)
-for (case in fit_cases) for (reml in c(TRUE, FALSE)) fit_reference(case, reml)
+if (run("fits")) {
+    fit_cases <- list(
+        list(name = "sleepstudy_w", file = "sleepstudy_w", data = ss, design = "nested",
+             formula = "Reaction ~ Days + offset(o) + (Days | Subject)", weights = "w", profile = TRUE),
+        list(name = "penicillin_w", file = "penicillin_w", data = pen, design = "crossed",
+             formula = "diameter ~ 1 + (1 | plate) + (1 | sample)", weights = "w", offset = "o", profile = TRUE),
+        list(name = "scotssec_cells", file = "scotssec_cells", data = scots, design = "crossed",
+             formula = "attain ~ verbal + sex + (1 | primary) + (1 | second)", weights = "n"),
+        list(name = "exam_w", file = "exam_w", data = exam, design = "nested",
+             formula = "normexam ~ standLRT + sex + vr + (standLRT | school)", weights = "w")
+    )
+    for (case in fit_cases) for (reml in c(TRUE, FALSE)) fit_reference(case, reml)
+}
 
 # --- estimated marginal means -----------------------------------------------------------------------------
 emm_rows <- function(e) {
@@ -332,22 +337,24 @@ emm_reference <- function(name, data, formula, reml, specs, by = NULL, at = NULL
 machines <- machines_data()
 cake <- cake_data()
 oats <- oats_data()
-emm_reference("machines_reml", machines, "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", TRUE, "Machine")
-emm_reference("machines_ml", machines, "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", FALSE, "Machine")
-emm_reference("cake_by", cake, "angle ~ recipe * temperature + (1 | recipe:replicate)", TRUE, "recipe",
-              by = "temperature")
-emm_reference("cake_averaged", cake, "angle ~ recipe * temperature + (1 | recipe:replicate)", TRUE, "recipe")
-emm_reference("oats", oats, "yield ~ nitro * Variety + (1 | Block / Variety)", TRUE, "Variety")
-emm_reference("oats_at", oats, "yield ~ nitro * Variety + (1 | Block / Variety)", TRUE, "Variety", by = "nitro",
-              at = list(nitro = c(0, 0.6)), contrasts = TRUE)
-emm_reference("exam_w", exam, "normexam ~ standLRT + sex + vr + (1 | school)", TRUE, "vr", by = "sex",
-              weights = "w")
-emm_reference("sleepstudy_offset", ss, "Reaction ~ Days + g3 + offset(o) + (1 | Subject)", TRUE, "g3")
-emm_reference("sleepstudy_offset_arg", ss, "Reaction ~ Days + g3 + (1 | Subject)", FALSE, "g3", offset = "o",
-              weights = "w")
-cake_missing <- droplevels(cake[!(cake$recipe == "C" & cake$temperature == "t175"), ])
-emm_reference("cake_missing_cell", cake_missing, "angle ~ recipe * temperature + (1 | recipe:replicate)", TRUE,
-              c("recipe", "temperature"), modes = "satterthwaite", contrasts = FALSE)
+if (run("emmeans")) {
+    emm_reference("machines_reml", machines, "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", TRUE, "Machine")
+    emm_reference("machines_ml", machines, "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", FALSE, "Machine")
+    emm_reference("cake_by", cake, "angle ~ recipe * temperature + (1 | recipe:replicate)", TRUE, "recipe",
+                  by = "temperature")
+    emm_reference("cake_averaged", cake, "angle ~ recipe * temperature + (1 | recipe:replicate)", TRUE, "recipe")
+    emm_reference("oats", oats, "yield ~ nitro * Variety + (1 | Block / Variety)", TRUE, "Variety")
+    emm_reference("oats_at", oats, "yield ~ nitro * Variety + (1 | Block / Variety)", TRUE, "Variety", by = "nitro",
+                  at = list(nitro = c(0, 0.6)), contrasts = TRUE)
+    emm_reference("exam_w", exam, "normexam ~ standLRT + sex + vr + (1 | school)", TRUE, "vr", by = "sex",
+                  weights = "w")
+    emm_reference("sleepstudy_offset", ss, "Reaction ~ Days + g3 + offset(o) + (1 | Subject)", TRUE, "g3")
+    emm_reference("sleepstudy_offset_arg", ss, "Reaction ~ Days + g3 + (1 | Subject)", FALSE, "g3", offset = "o",
+                  weights = "w")
+    cake_missing <- droplevels(cake[!(cake$recipe == "C" & cake$temperature == "t175"), ])
+    emm_reference("cake_missing_cell", cake_missing, "angle ~ recipe * temperature + (1 | recipe:replicate)", TRUE,
+                  c("recipe", "temperature"), modes = "satterthwaite", contrasts = FALSE)
+}
 
 # --- ranova's reduction of terms ------------------------------------------------------------------------
 ranova_reference <- function(name, data, formula, reml, weights = NULL) {
@@ -361,50 +368,87 @@ ranova_reference <- function(name, data, formula, reml, weights = NULL) {
 ssz <- ss
 ssz$f <- factor(ifelse(ssz$Days < 5, "early", "late"))
 ssz$z <- r6(sin(seq_len(nrow(ssz))))
-for (reml in c(TRUE, FALSE)) {
-    k <- if (reml) "reml" else "ml"
-    ranova_reference(paste0("slope_alone_", k), ssz, "Reaction ~ Days + (0 + Days | Subject)", reml)
-    ranova_reference(paste0("double_bar_", k), ssz, "Reaction ~ Days + (Days || Subject)", reml)
-    ranova_reference(paste0("factor_no_intercept_", k), ssz, "Reaction ~ Days + (0 + f | Subject)", reml)
-    ranova_reference(paste0("factor_", k), ssz, "Reaction ~ Days + (f | Subject)", reml)
-    ranova_reference(paste0("interaction_lhs_", k), ssz, "Reaction ~ Days + (1 + Days * z | Subject)", reml)
-    ranova_reference(paste0("two_covariates_", k), ssz, "Reaction ~ Days + (0 + Days + z | Subject)", reml)
-    ranova_reference(paste0("weighted_", k), ssz, "Reaction ~ Days + (Days | Subject)", reml, weights = "w")
-    ranova_reference(paste0("machines_factor_", k), machines, "score ~ Machine + (0 + Machine | Worker)", reml)
-    ranova_reference(paste0("machines_nested_", k), machines, "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)",
-                     reml)
+if (run("ranova")) {
+    for (reml in c(TRUE, FALSE)) {
+        k <- if (reml) "reml" else "ml"
+        ranova_reference(paste0("slope_alone_", k), ssz, "Reaction ~ Days + (0 + Days | Subject)", reml)
+        ranova_reference(paste0("double_bar_", k), ssz, "Reaction ~ Days + (Days || Subject)", reml)
+        ranova_reference(paste0("factor_no_intercept_", k), ssz, "Reaction ~ Days + (0 + f | Subject)", reml)
+        ranova_reference(paste0("factor_", k), ssz, "Reaction ~ Days + (f | Subject)", reml)
+        ranova_reference(paste0("interaction_lhs_", k), ssz, "Reaction ~ Days + (1 + Days * z | Subject)", reml)
+        ranova_reference(paste0("two_covariates_", k), ssz, "Reaction ~ Days + (0 + Days + z | Subject)", reml)
+        ranova_reference(paste0("weighted_", k), ssz, "Reaction ~ Days + (Days | Subject)", reml, weights = "w")
+        ranova_reference(paste0("machines_factor_", k), machines, "score ~ Machine + (0 + Machine | Worker)", reml)
+        ranova_reference(paste0("machines_nested_", k), machines, "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)",
+                         reml)
+    }
 }
 
 # --- InstEval: a weighted fit (the benchmark's), marginal means, and the ranova of a slope on dept ----------
-ie <- insteval_data()
-ie$w <- 0.5 + (seq_len(nrow(ie)) %% 7) / 4  # exact in binary: tests/study.py makes the same
-m <- fit("y ~ service + (1 | s) + (1 | d) + (1 | dept)", ie, FALSE, "w")
-write_json(list(name = "insteval_w", formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept)", reml = FALSE,
-                weights = "w", weights_rule = "0.5 + (i %% 7) / 4 for rows i = 1..n", objective = deviance(m), theta = as.list(getME(m, "theta")),
-                beta = as.list(fixef(m)), beta_se = as.list(sqrt(diag(as.matrix(vcov(m))))), sigma = sigma(m),
-                feval = m@optinfo$feval, versions = versions), file.path(OUT, "insteval_w_ml.json"))
-emm_reference("insteval", ie, "y ~ service + (1 | s) + (1 | d) + (1 | dept)", TRUE, "service",
-              modes = "satterthwaite", contrasts = FALSE)
+if (run("insteval")) {
+    ie <- insteval_data()
+    ie$w <- 0.5 + (seq_len(nrow(ie)) %% 7) / 4  # exact in binary: tests/study.py makes the same
+    m <- fit("y ~ service + (1 | s) + (1 | d) + (1 | dept)", ie, FALSE, "w")
+    write_json(list(name = "insteval_w", formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept)", reml = FALSE,
+                    weights = "w", weights_rule = "0.5 + (i %% 7) / 4 for rows i = 1..n", objective = deviance(m), theta = as.list(getME(m, "theta")),
+                    beta = as.list(fixef(m)), beta_se = as.list(sqrt(diag(as.matrix(vcov(m))))), sigma = sigma(m),
+                    feval = m@optinfo$feval, versions = versions), file.path(OUT, "insteval_w_ml.json"))
+    emm_reference("insteval", ie, "y ~ service + (1 | s) + (1 | d) + (1 | dept)", TRUE, "service",
+                  modes = "satterthwaite", contrasts = FALSE)
 
-# lmerTest's ranova of (1 + service | dept) with lme4's default optimizer, and every model tight
-slope <- "y ~ service + (1 | s) + (1 | d) + (1 + service | dept)"
-default_fit <- as_lmerModLmerTest(lme4::lmer(as.formula(slope), data = ie, REML = TRUE))
-tight_fit <- as_lmerModLmerTest(fit(slope, ie, TRUE))
-write_json(list(formula = slope, reml = TRUE,
-                default = list(objective = REMLcrit(default_fit), ranova = ranova_rows(ranova(default_fit)),
-                               feval = default_fit@optinfo$feval),
-                tight = list(objective = REMLcrit(tight_fit), ranova = ranova_rows(ranova(tight_fit)),
-                             feval = tight_fit@optinfo$feval),
-                versions = versions), file.path(OUT, "ranova_insteval_slope.json"))
+    # lmerTest's ranova of (1 + service | dept) with lme4's default optimizer, and every model tight
+    slope <- "y ~ service + (1 | s) + (1 | d) + (1 + service | dept)"
+    default_fit <- as_lmerModLmerTest(lme4::lmer(as.formula(slope), data = ie, REML = TRUE))
+    tight_fit <- as_lmerModLmerTest(fit(slope, ie, TRUE))
+    write_json(list(formula = slope, reml = TRUE,
+                    default = list(objective = REMLcrit(default_fit), ranova = ranova_rows(ranova(default_fit)),
+                                   feval = default_fit@optinfo$feval),
+                    tight = list(objective = REMLcrit(tight_fit), ranova = ranova_rows(ranova(tight_fit)),
+                                 feval = tight_fit@optinfo$feval),
+                    versions = versions), file.path(OUT, "ranova_insteval_slope.json"))
+}
 
 # --- the profile of a fit on the boundary (Dyestuff2: the batch variance estimated at zero) --------------
 dy2 <- lme4::Dyestuff2
 dy2 <- write_and_read(data.frame(Yield = dy2$Yield, Batch = as.character(dy2$Batch)), "dyestuff2", "Batch")
-out <- list(formula = "Yield ~ 1 + (1 | Batch)")
-for (reml in c(TRUE, FALSE)) {
-    m <- fit(out$formula, dy2, reml)
-    ci <- suppressMessages(confint(m, method = "profile", oldNames = FALSE))
-    out[[if (reml) "reml" else "ml"]] <- list(theta = as.list(getME(m, "theta")),
-                                               profile = rows(ci, c(lower = 1, upper = 2)))
+if (run("boundary")) {
+    out <- list(formula = "Yield ~ 1 + (1 | Batch)")
+    for (reml in c(TRUE, FALSE)) {
+        m <- fit(out$formula, dy2, reml)
+        ci <- suppressMessages(confint(m, method = "profile", oldNames = FALSE))
+        out[[if (reml) "reml" else "ml"]] <- list(theta = as.list(getME(m, "theta")),
+                                                   profile = rows(ci, c(lower = 1, upper = 2)))
+    }
+    write_json(c(out, list(versions = versions)), file.path(OUT, "dyestuff2_profile.json"))
 }
-write_json(c(out, list(versions = versions)), file.path(OUT, "dyestuff2_profile.json"))
+
+# --- the README's worked example: Exam's pupils as cells of school x intake band, each the mean score
+# of its pupils, weighted by their number; the intake test's slope of 0.5 known beforehand (an offset) ---
+e <- mlmRev::Exam
+key <- interaction(e$school, e$intake, drop = TRUE)
+cell <- function(x, f) as.vector(tapply(x, key, f))
+first <- function(x) x[1]
+cells <- data.frame(school = cell(as.character(e$school), first), intake = cell(as.character(e$intake), first),
+                    schgend = cell(as.character(e$schgend), first), n = as.numeric(cell(e$normexam, length)),
+                    normexam = r6(cell(e$normexam, mean)), lrt = r6(cell(e$standLRT, mean)))
+cells <- write_and_read(cells, "exam_cells", c("school", "intake", "schgend"))
+if (run("readme")) {
+    readme_formula <- "normexam ~ intake + schgend + offset(0.5 * lrt) + (1 | school)"
+    m <- as_lmerModLmerTest(fit(readme_formula, cells, TRUE, "n"))
+    sat <- emmeans(m, ~ intake, lmer.df = "satterthwaite")
+    kr <- emmeans(m, ~ intake)  # pbkrtest's: the prior weights ignored
+    L <- kr@linfct
+    Vw <- vcov_adj_weighted(m)
+    V0 <- as.matrix(vcov(m))
+    write_json(list(formula = readme_formula, weights = "n", objective = REMLcrit(m), beta = as.list(fixef(m)),
+                    sigma = sigma(m), satterthwaite = coef_rows(summary(m)),
+                    emmeans = emm_rows(sat), pairs = contrast_rows(pairs(sat)),
+                    kenward_roger_pbkrtest = emm_rows(kr),
+                    kenward_roger_weighted = list(
+                        SE = I(sqrt(diag(L %*% as.matrix(Vw) %*% t(L)))),
+                        df = I(vapply(seq_len(nrow(L)), function(i) pbkrtest::Lb_ddf(L[i, , drop = FALSE], V0, Vw), 0))),
+                    printed = list(summary = I(capture.output(print(summary(m)$coefficients))),
+                                   emmeans = I(capture.output(print(sat))), pairs = I(capture.output(print(pairs(sat)))),
+                                   emmeans_kr = I(capture.output(print(kr)))),
+                    versions = versions), file.path(OUT, "readme_example.json"))
+}

@@ -3,7 +3,8 @@
 DATA is a CSV file (header row) or a Parquet file (``.parquet``/``.pq``;
 needs pyarrow), read whole; or a glob pattern (quoted) or a directory of such
 files, read twice a piece at a time (data larger than memory). Options add the inference: ``--anova`` (type 3 F tests),
-``--confint wald|profile|boot``, ``--ranova``; ``--json`` prints everything
+``--confint wald|profile|boot``, ``--ranova``, ``--emmeans SPECS`` (marginal means and their
+pairwise comparisons, ``--adjust``); ``--weights`` and ``--offset`` name columns; ``--json`` prints everything
 as JSON instead (:meth:`LMMResults.to_dict`). Progress of the stages goes to
 standard error; the bootstrap shows a bar (tqdm) on long runs.
 """
@@ -74,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
                         "none: lme4's summary, no tests)")
     p.add_argument("--anova", action="store_true", help="type 3 F tests of the fixed-effect terms")
     p.add_argument("--ranova", action="store_true", help="likelihood-ratio tests of the random terms")
+    p.add_argument("--emmeans", metavar="SPECS",
+                   help='estimated marginal means and their pairwise comparisons, e.g. "treatment" or '
+                        '"~ treatment | sex" (df by --ddf; residual or none: Kenward-Roger)')
+    p.add_argument("--adjust", default="tukey", help="p-value adjustment of the pairwise comparisons (default tukey)")
     p.add_argument("--confint", choices=["wald", "profile", "boot"], help="confidence intervals")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--nboot", type=int, default=1000, help="bootstrap replicates for --confint boot")
@@ -129,10 +134,18 @@ def main(argv: list[str] | None = None) -> int:
                             lambda: fit(args.formula, data, reml=not args.ml, method=args.method,
                                         backend=args.backend, verbose=not args.quiet, weights=args.weights,
                                         offset=args.offset))
+        means = None
+        if args.emmeans:
+            emm_ddf = args.ddf if args.ddf in ("satterthwaite", "kenward-roger", "asymptotic") else "kenward-roger"
+            means = stages.run("marginal means", lambda: (
+                result.emmeans(args.emmeans, ddf=emm_ddf, level=args.level),
+                result.pairs(args.emmeans, adjust=args.adjust, ddf=emm_ddf)))
         if args.json:
             out = stages.run("inference", lambda: result.to_dict(
                 ddf=ddf, anova=args.anova, confint=args.confint, level=args.level, ranova=args.ranova,
                 **boot))
+            if means is not None:
+                out["emmeans"], out["pairs"] = (json.loads(t.to_json(orient="records")) for t in means)
             print(json.dumps(out, indent=2))
             return 0
         text = [str(stages.run("summary", lambda: result.summary(ddf)))]
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             text += ["", f"Type III Analysis of Variance Table with {args.ddf} df:", format_table(table)]
         if args.ranova:
             text += ["", "ANOVA-like table for random-effects:", format_table(stages.run("ranova", result.ranova))]
+        if means is not None:
+            for title, table in zip(("Estimated marginal means:", "Pairwise comparisons:"), means):
+                text += ["", title, table.to_string(index=False), *table.attrs["notes"]]
         if args.confint:
             table = stages.run(f"{args.confint} intervals",
                                lambda: result.confint(level=args.level, method=args.confint, **boot))

@@ -74,6 +74,7 @@ class Summary:
         tests = f". t-tests use {method} method" if method else ""
         self.title = f"Linear mixed model fit by {kind}{tests} (sparselmm)"
         self.formula = result.model.formula
+        self.inputs = self.inputs_of(result)
         self.nobs = result.nobs
         if result.reml:
             self.criterion = {"REML criterion at convergence": result.objective}
@@ -97,6 +98,13 @@ class Summary:
                           f"evaluations, {result.nfactor} factorizations), {status}"
                           f"{', singular fit' if result.singular else ''}; |projected gradient| {o.pgnorm:.1e}; "
                           f"fit time {result.fit_seconds:.3f} s")
+
+    @staticmethod
+    def inputs_of(result) -> dict:
+        """lme4's "Weights:" and "Offset:" lines: the arguments' columns (or "values"), where given."""
+        frame = result.model.frame
+        return {i.what.capitalize(): i.column if i.column is not None else "values"
+                for i in (frame.weights_input, frame.offset_input) if i is not None}
 
     def _fixed_effects(self, result) -> pd.DataFrame:
         if self.ddf is None:
@@ -126,7 +134,7 @@ class Summary:
         return header, rows
 
     def as_text(self) -> str:
-        lines = [self.title, f"Formula: {self.formula}", ""]
+        lines = [self.title, f"Formula: {self.formula}", *(f"{k}: {v}" for k, v in self.inputs.items()), ""]
         crit = self.criterion
         if len(crit) == 1:
             (name, value), = crit.items()
@@ -166,7 +174,8 @@ class Summary:
         esc = html.escape
         crit = pd.DataFrame([self.criterion])
         parts = [f"<div class='sparselmm-summary'><p><b>{esc(self.title)}</b><br>"
-                 f"Formula: <code>{esc(self.formula)}</code></p>",
+                 f"Formula: <code>{esc(self.formula)}</code>"
+                 + "".join(f"<br>{k}: <code>{esc(v)}</code>" for k, v in self.inputs.items()) + "</p>",
                  crit.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
                  "<p>Scaled residuals:</p>",
                  self.scaled_residuals.to_frame().T.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
@@ -274,6 +283,7 @@ def to_dict(result, ddf: str | None = "satterthwaite", anova: bool = True, confi
     o = result.optinfo
     out = {
         "formula": result.model.formula,
+        **{k.lower(): v for k, v in Summary.inputs_of(result).items()},
         "criterion": "REML" if result.reml else "ML",
         "nobs": result.nobs,
         "groups": {t.group: t.nlevels for t in result.model.layout.terms},

@@ -18,7 +18,7 @@ import pytest
 import sparselmm
 from sparselmm.inference.distributions import ptukey, qtukey
 
-from .study import data_of, load_json
+from .study import STUDY, data_of, load_json
 
 CASES = {  # name: data set
     "machines_reml": "machines", "machines_ml": "machines", "cake_by": "cake_f", "cake_averaged": "cake_f",
@@ -199,3 +199,43 @@ def test_ptukey_and_qtukey_are_r():
     assert ptukey(5.0, 10, 3.5) == pytest.approx(0.780296056992473, rel=1e-13)
     assert qtukey(0.95, 3, 20) == pytest.approx(3.57793458152557, rel=1e-12)
     assert qtukey(0.95, 6, 157.4) == pytest.approx(4.08021382407288, rel=1e-12)
+
+
+def test_readme_example():
+    """The README's worked example (prior weights, an offset, emmeans and pairs) is R's: Satterthwaite
+    means and Tukey pairs as emmeans prints them, Kenward–Roger on the weighted covariance (emmeans'
+    own, pbkrtest's, gives 2,181 df for 190 cells: it ignores the weights)."""
+    ref = load_json("readme_example")
+    cells = pd.read_csv(STUDY / "exam_cells.csv", dtype={"school": str})
+    fit = sparselmm.fit(ref["formula"], cells, weights="n")
+    assert fit.objective == pytest.approx(ref["objective"], rel=1e-10)
+    table = fit.coef_table()
+    for name, row in ref["satterthwaite"].items():
+        assert table.loc[name, "df"] == pytest.approx(row["df"], rel=1e-4)
+    means, pairs = fit.emmeans("intake", ddf="satterthwaite"), fit.pairs("intake", ddf="satterthwaite")
+    _close(means["emmean"], ref["emmeans"]["emmean"], 1e-6, ref["emmeans"]["SE"])
+    _close(means["df"], ref["emmeans"]["df"], 1e-4)
+    assert list(pairs["contrast"]) == ref["pairs"]["contrast"]
+    np.testing.assert_allclose(pairs["p.value"], ref["pairs"]["p"], rtol=1e-4, atol=1e-12)  # 1 − ptukey: ~1e-14 floor
+    kr = fit.emmeans("intake")
+    _close(kr["SE"], ref["kenward_roger_weighted"]["SE"], 1e-6)
+    _close(kr["df"], ref["kenward_roger_weighted"]["df"], 1e-4)
+    assert np.all(np.array(ref["kenward_roger_pbkrtest"]["df"]) > len(cells))
+
+
+def test_command_line_marginal_means(tmp_path, capsys):
+    from sparselmm.cli import main
+
+    ref = load_json("readme_example")
+    args = ["fit", str(STUDY / "exam_cells.csv"), ref["formula"], "--factor", "school", "--weights", "n",
+            "--emmeans", "intake", "--ddf", "satterthwaite", "--quiet"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "Estimated marginal means:" in text and "bottom 25% - mid 50%" in text
+    assert "P value adjustment: tukey method for comparing a family of 3 estimates" in text
+    assert main(args + ["--json", "--adjust", "holm"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert [r["contrast"] for r in out["pairs"]] == ref["pairs"]["contrast"]
+    _close([r["emmean"] for r in out["emmeans"]], ref["emmeans"]["emmean"], 1e-6, ref["emmeans"]["SE"])

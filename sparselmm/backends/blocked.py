@@ -238,9 +238,12 @@ class BlockedBackend(ProfiledBackend):
         self._inverse_S(theta)
         q, q1, p1 = self.layout.q, self._q1, self._p1
         m = q - q1
-        tail = np.arange(q1, q)
-        rows, cols = np.repeat(tail, m), np.tile(tail, m)
-        Sinv = self._gather(rows, cols).reshape(m, m)  # full or packed storage alike
+        if self._rfp:  # every entry through the packed storage's gather
+            tail = np.arange(q1, q)
+            Sinv = self._gather(np.repeat(tail, m), np.tile(tail, m)).reshape(m, m)
+        else:  # the lower triangle dpotri left
+            Sinv = np.tril(self._Z22)
+            Sinv += np.tril(self._Z22, -1).T
         n1 = self._lptr[q1]
         L1 = sp.csc_matrix((self._lval[:n1], self._lidx[:n1], self._lptr[:q1 + 1]), shape=(q, q1)).tocsr()
         L11, L21 = L1[:q1], L1[q1:]

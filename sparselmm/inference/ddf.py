@@ -45,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
+from ..memory import without_hugepage_advice
 from .distributions import f_sf, t_two_sided
 
 #: Largest q (random effects) for the dense Kenward–Roger computation.
@@ -119,8 +120,12 @@ def _pair_traces(layout, S: np.ndarray) -> list[list[np.ndarray]]:
         a, b = layout.col_offset[k], layout.col_offset[k + 1]
         for j in range(k, K):
             c, d = layout.col_offset[j], layout.col_offset[j + 1]
-            B = S[a:b, c:d].reshape(layout.nlevels[k], layout.p[k], layout.nlevels[j], layout.p[j])
-            H = np.tensordot(B, B, axes=([0, 2], [0, 2]))  # [b, c, a, d]
+            block = S[a:b, c:d]
+            if layout.p[k] == layout.p[j] == 1:  # Σ of squares, without copying the block
+                H = np.einsum("ij,ij->", block, block).reshape(1, 1, 1, 1)
+            else:
+                B = block.reshape(layout.nlevels[k], layout.p[k], layout.nlevels[j], layout.p[j])
+                H = np.tensordot(B, B, axes=([0, 2], [0, 2]))  # [b, c, a, d]
             out[k][j] = H
             out[j][k] = H.transpose(1, 0, 3, 2)
     return out
@@ -413,10 +418,11 @@ def ddf_method(result, ddf: str):
         raise ValueError(f"ddf must be one of {', '.join(repr(k) for k in DDF_METHODS)}, not {ddf!r}")
     cache = result.__dict__.setdefault("_ddf_cache", {})
     if key not in cache:
-        if key == "satterthwaite":
-            cache[key] = Satterthwaite(result)
-        elif key == "kenward-roger":
-            cache[key] = KenwardRoger(result)
-        else:
-            cache[key] = Asymptotic(result, residual=key == "residual")
+        with without_hugepage_advice():  # Kenward–Roger's dense q × q arrays: fresh pages without compaction
+            if key == "satterthwaite":
+                cache[key] = Satterthwaite(result)
+            elif key == "kenward-roger":
+                cache[key] = KenwardRoger(result)
+            else:
+                cache[key] = Asymptotic(result, residual=key == "residual")
     return cache[key]

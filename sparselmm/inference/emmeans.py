@@ -226,7 +226,10 @@ def _tester(result, key: str):
     if key == "kenward-roger" and not result.reml:
         cache = result.__dict__.setdefault("_ddf_cache", {})
         if "kenward-roger (REML refit)" not in cache:
-            cache["kenward-roger (REML refit)"] = _RefitKenwardRoger(result)
+            from ..memory import without_hugepage_advice
+
+            with without_hugepage_advice():
+                cache["kenward-roger (REML refit)"] = _RefitKenwardRoger(result)
         return cache["kenward-roger (REML refit)"]
     return ddf_method(result, key)
 
