@@ -1,7 +1,7 @@
 """asv: what a study reports after the fit, on lme4's InstEval (``y ~ 1 + service + (1|s) + (1|d) + (1|dept)``).
 
 ``InstEvalWeights.time_fit``              the ML fit, unweighted and with prior weights (a parameter)
-``InstEvalWeights.track_weighted_ratio``  the weighted fit's time over the unweighted one's, both timed
+``InstEvalWeightedRatio.track_weighted_ratio``  the weighted fit's time over the unweighted one's, both timed
                                           in one process (medians of 3): the floor is 1.2 at most
 ``InstEvalMeans.time_emmeans_pairs``      ``emmeans("service")`` + ``pairs("service")`` of the REML fit,
                                           Kenward–Roger and Satterthwaite df (a parameter), from scratch
@@ -32,7 +32,15 @@ class InstEvalWeights(OneSample):
     def time_fit(self, weighted):
         _fit(self.weights if weighted else None)
 
-    def track_weighted_ratio(self, weighted):
+
+class InstEvalWeightedRatio(OneSample):
+    def setup(self):
+        warm_jit()
+        _, data = dataset("insteval")
+        self.weights = insteval_weights(len(data))
+        _fit(self.weights), _fit()
+
+    def track_weighted_ratio(self):
         def median(w):
             times = []
             for _ in range(3):
