@@ -136,7 +136,7 @@ def test_profile_intervals(name):
 
 def test_backends_agree_with_weights():
     """Blocked, sparse and dense give the same weighted criterion and gradient to 1e-10."""
-    for name, kinds in (("sleepstudy_w", ("dense", "sparse")), ("penicillin_w", ("blocked", "sparse"))):
+    for name, kinds in (("sleepstudy_w", ("dense", "sparse", "blocked")), ("penicillin_w", ("blocked", "sparse"))):
         ref, data, _ = study_fit(name, "reml")
         theta = np.array(list(ref["theta"].values())) * 1.1
         out = []
@@ -144,10 +144,11 @@ def test_backends_agree_with_weights():
             m = sparselmm.LinearMixedModel(ref["formula"], data, weights=ref["weights"], offset=ref["offset"],
                                            backend=backend)
             out.append((m.objective(theta), m.backend.gradient(theta), m.backend.solution(theta).beta))
-        (f0, g0, b0), (f1, g1, b1) = out
-        assert f0 == pytest.approx(f1, rel=1e-10)
-        np.testing.assert_allclose(g0, g1, rtol=0, atol=1e-10 * max(1.0, np.abs(g0).max()))
-        np.testing.assert_allclose(b0, b1, rtol=1e-10)
+        f0, g0, b0 = out[0]
+        for f1, g1, b1 in out[1:]:
+            assert f0 == pytest.approx(f1, rel=1e-10)
+            np.testing.assert_allclose(g0, g1, rtol=0, atol=1e-10 * max(1.0, np.abs(g0).max()))
+            np.testing.assert_allclose(b0, b1, rtol=1e-10)
 
 
 def test_parquet_pieces_with_a_weights_column(tmp_path):
@@ -165,6 +166,15 @@ def test_parquet_pieces_with_a_weights_column(tmp_path):
     fitted = pd.concat([p for _, p in streamed.fitted_pieces()])
     np.testing.assert_allclose(fitted["fitted"], fit.fittedvalues, rtol=1e-8)
     assert streamed.scaled_residual_quantiles.to_numpy() == pytest.approx(fit.scaled_residual_quantiles, abs=1e-8)
+
+
+def test_dask_source_with_weights_and_offset():
+    """A Dask DataFrame's partitions with weights and offset columns: the in-memory fit to 1e-10."""
+    dd = pytest.importorskip("dask.dataframe")
+    ref, data, fit = study_fit("penicillin_w", "reml")
+    streamed = sparselmm.fit(ref["formula"], dd.from_pandas(data, npartitions=3), weights="w", offset="o")
+    assert streamed.objective == pytest.approx(fit.objective, rel=1e-10)
+    np.testing.assert_allclose(streamed.fittedvalues.compute().to_numpy(), fit.fittedvalues, rtol=1e-8)
 
 
 def test_weights_as_values_and_offset_terms_add_up():
