@@ -6,7 +6,8 @@ chooses between them (``sparselmm.cost.prefer_blocked``).
 Designs: ``y ~ 1 + (1|user) + (1|item)``, 4 users per item, 20 ratings per user, each user
 rating items within a window around a point of the item circle: a window of ±w items makes the
 block after the users (the items') banded, the wider the fuller; "all" is MovieLens-like (every
-item). Per design: the block's order m, its density, the pairs of rows of L21, the sparse
+item). Per design: the block's order m, its density and its factor's (reverse Cuthill–McKee
+order), the pairs of rows of L21, the sparse
 backend's multiply-adds, then the wall time of one iteration (objective and gradient at a new θ,
 after one at another θ: the best of two) on each backend, and the estimates of both.
 
@@ -62,7 +63,7 @@ def measure(n_items: int, window: int | None) -> dict:
     import sparselmm
     from sparselmm import cost
     from sparselmm.backends import BlockedBackend
-    from sparselmm.backends.blocked import schur_density, schur_pairs
+    from sparselmm.backends.blocked import schur_density, schur_factor_fill, schur_pairs
     from sparselmm.lapack import fit_blas_threads
 
     model = sparselmm.LinearMixedModel(FORMULA, banded(n_items, window), reml=False, backend="sparse")
@@ -71,25 +72,28 @@ def measure(n_items: int, window: int | None) -> dict:
     blocked = BlockedBackend(layout, cp, reml=False)
     m = layout.q - int(layout.col_offset[1])
     pairs, density = schur_pairs(layout, cp), schur_density(layout, cp)
+    fill = schur_factor_fill(layout, cp, pairs, enough=1.0)
     thetas = [np.array([0.5, 0.45]), np.array([0.6, 0.55]), np.array([0.7, 0.65])]
     with fit_blas_threads(None):
         times = {name: _iteration(b, thetas) for name, b in (("blocked", blocked), ("sparse", sparse))}
     rate = cost.dense_rate()
     return dict(design=f"{n_items} items, window {'all' if window is None else f'±{window}'}", m=m,
-                rows=int(model.crossprod.n), density=density, pairs=pairs, sparse_multiply_adds=sparse.flops,
+                rows=int(model.crossprod.n), density=density, factor_fill=fill, pairs=pairs,
+                sparse_multiply_adds=sparse.flops,
                 sparse_ordering=sparse.ordering, blocked_storage=blocked.storage, rate=rate,
                 blocked_seconds=times["blocked"], sparse_seconds=times["sparse"],
                 q=layout.q, blocked_estimate=cost.blocked_iteration_seconds(m, pairs, layout.q, rate),
                 sparse_estimate=cost.sparse_iteration_seconds(sparse.flops, layout.q, rate),
-                choice="blocked" if cost.prefer_blocked(m, pairs, density, layout.q, sparse.flops, rate) else "sparse",
+                choice="blocked" if cost.prefer_blocked(m, pairs, density, layout.q, sparse.flops, rate, fill)
+                else "sparse",
                 faster="blocked" if times["blocked"] < times["sparse"] else "sparse")
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| design | m | density | pairs | blocked | sparse | estimate blocked | estimate sparse | "
-             "faster | chosen |", "|" + "---|" * 10]
+    lines = ["| design | m | density | factor fill | pairs | blocked | sparse | estimate blocked | estimate sparse | "
+             "faster | chosen |", "|" + "---|" * 11]
     for r in rows:
-        lines.append(f"| {r['design']} | {r['m']:,} | {r['density']:.3f} | {r['pairs']:.3g} | "
+        lines.append(f"| {r['design']} | {r['m']:,} | {r['density']:.3f} | {r['factor_fill']:.3f} | {r['pairs']:.3g} | "
                      f"{r['blocked_seconds'] * 1e3:.1f} ms | {r['sparse_seconds'] * 1e3:.1f} ms | "
                      f"{r['blocked_estimate'] * 1e3:.1f} ms | {r['sparse_estimate'] * 1e3:.1f} ms | "
                      f"{r['faster']} ({max(r['blocked_seconds'], r['sparse_seconds']) / min(r['blocked_seconds'], r['sparse_seconds']):.1f}×) "

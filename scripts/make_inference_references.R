@@ -32,7 +32,7 @@ versions <- list(
 )
 
 # ---------------------------------------------------------------------------------------------
-source(file.path("scripts", "reference_json.R"))
+source(file.path("scripts", "reference_helpers.R"))
 
 # ---------------------------------------------------------------------------------------------
 # Helpers turning R tables into named lists keyed by the row names R prints.
@@ -86,28 +86,8 @@ capture <- function(step, expr) {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Data: written to CSV (factor columns as strings), read back, factors re-created with factor().
-
-write_and_read <- function(data, prefix, factors) {
-    path <- file.path(OUT, paste0(prefix, ".csv"))
-    for (f in factors) data[[f]] <- as.character(data[[f]])
-    stopifnot(!any(vapply(data, function(col) any(grepl("[,\"]", col)), TRUE)))
-    write.csv(data, path, row.names = FALSE, quote = FALSE)
-    cat("wrote", path, "\n")
-    header <- names(read.csv(path, nrows = 1))
-    classes <- ifelse(header %in% factors, "character", "numeric")
-    back <- read.csv(path, colClasses = setNames(classes, header))
-    stopifnot(isTRUE(all.equal(back, data, tolerance = 0)))  # the CSV holds the data exactly
-    for (f in factors) back[[f]] <- factor(back[[f]])
-    back
-}
-
-machines_data <- function() {
-    d <- nlme::Machines  # 6 workers x 3 machines x 3 replicates; Worker is an ordered factor there
-    d <- data.frame(score = as.numeric(d$score), Machine = as.character(d$Machine),
-                    Worker = as.character(d$Worker))
-    write_and_read(d, "machines", c("Machine", "Worker"))
-}
+# Data: written to CSV (factor columns as strings), read back, factors re-created with factor()
+# (write_and_read, machines_data: scripts/reference_helpers.R).
 
 cake_data <- function() {
     d <- lme4::cake

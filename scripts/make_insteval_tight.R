@@ -57,7 +57,7 @@ versions <- list(R = R.version.string, lme4 = pkg_version("lme4"), Matrix = pkg_
                  minqa = pkg_version("minqa"), nloptr = pkg_version("nloptr"),
                  BLAS = sessionInfo()$BLAS)
 
-source(file.path("scripts", "reference_json.R"))
+source(file.path("scripts", "reference_helpers.R"))
 
 # ---------------------------------------------------------------------------------------------
 

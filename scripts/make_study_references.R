@@ -29,7 +29,7 @@ emm_options(pbkrtest.limit = 1e5, lmerTest.limit = 1e6)  # no switch to asymptot
 
 OUT <- file.path("tests", "data", "study")
 dir.create(OUT, showWarnings = FALSE)
-source(file.path("scripts", "reference_json.R"))
+source(file.path("scripts", "reference_helpers.R"))
 # SECTIONS=fits,emmeans,ranova,insteval,boundary,readme (default: all) remakes only those files
 SECTIONS <- strsplit(Sys.getenv("SECTIONS", "all"), ",")[[1]]
 run <- function(section) any(c("all", section) %in% SECTIONS)
@@ -39,20 +39,7 @@ versions <- list(R = R.version.string, lme4 = pkg_version("lme4"), lmerTest = pk
                  pbkrtest = pkg_version("pbkrtest"), emmeans = pkg_version("emmeans"),
                  Matrix = pkg_version("Matrix"), mlmRev = pkg_version("mlmRev"))
 
-# --- data: CSV (factors as strings, numbers to 6 decimals), read back, factors re-made --------------
-write_and_read <- function(data, name, factors) {
-    path <- file.path(OUT, paste0(name, ".csv"))
-    for (f in factors) data[[f]] <- as.character(data[[f]])
-    stopifnot(!any(vapply(data, function(col) any(grepl("[,\"]", col)), TRUE)))
-    write.csv(data, path, row.names = FALSE, quote = FALSE)
-    cat("wrote", path, "\n")
-    header <- names(read.csv(path, nrows = 1, check.names = FALSE))
-    classes <- ifelse(header %in% factors, "character", "numeric")
-    back <- read.csv(path, colClasses = setNames(classes, header), check.names = FALSE)
-    stopifnot(isTRUE(all.equal(back, data, tolerance = 0)))
-    for (f in factors) back[[f]] <- factor(back[[f]])
-    back
-}
+# --- data: CSV (write_and_read, scripts/reference_helpers.R), numbers to 6 decimals ------------------
 set.seed(20261204)
 r6 <- function(x) as.numeric(sprintf("%.6f", x))  # the double nearest its 6-decimal text
 
@@ -94,13 +81,6 @@ exam_data <- function() {
                     vr = as.character(e$vr), school = as.character(e$school),
                     w = r6(runif(n, 0.5, 2)))
     write_and_read(d, "exam_w", c("sex", "vr", "school"))
-}
-
-machines_data <- function() {
-    d <- nlme::Machines
-    d <- data.frame(score = as.numeric(d$score), Machine = as.character(d$Machine),
-                    Worker = as.character(d$Worker))
-    write_and_read(d, "machines", c("Machine", "Worker"))
 }
 
 cake_data <- function() {

@@ -99,7 +99,7 @@ SMALL_BLOCK_FLOPS = 1e8
 
 
 def prefer_blocked(m: int, pairs: float, density: float, q: int, sparse_multiply_adds: float | None = None,
-                   rate: float | None = None) -> bool | None:
+                   rate: float | None = None, factor_fill: float | None = None) -> bool | None:
     """Whether the blocked backend is estimated to iterate faster than the sparse one.
 
     Parameters
@@ -111,12 +111,17 @@ def prefer_blocked(m: int, pairs: float, density: float, q: int, sparse_multiply
         The sparse backend's count (``SparseBackend.flops``); None if its analysis is not done.
     rate : float, optional
         The probe's flops per second; by default :func:`dense_rate` (measured only when needed).
+    factor_fill : float, optional
+        The density of the dense block's Cholesky factor (``blocked.schur_factor_fill``), if known:
+        a block that fills in to half full or more is dense whatever CHOLMOD's ordering.
 
     Returns
     -------
-    True or False; None when the answer needs ``sparse_multiply_adds``.
+    True or False; None when the answer needs ``sparse_multiply_adds`` (or ``factor_fill``).
     """
     if density >= DENSE_SCHUR or float(m) ** 3 <= SMALL_BLOCK_FLOPS:
+        return True
+    if factor_fill is not None and factor_fill >= DENSE_SCHUR:
         return True
     if sparse_multiply_adds is None:
         return None

@@ -25,7 +25,7 @@ TIE = 1.15
 @pytest.mark.parametrize("row", TABLE, ids=[r["design"] for r in TABLE])
 def test_the_cost_model_picks_the_faster_backend_on_the_measured_table(row):
     blocked = cost.prefer_blocked(row["m"], row["pairs"], row["density"], row["q"], row["sparse_multiply_adds"],
-                                  rate=row["rate"])
+                                  rate=row["rate"], factor_fill=row["factor_fill"])
     fast, slow = sorted([row["blocked_seconds"], row["sparse_seconds"]])
     if slow / fast < TIE:
         pytest.skip(f"a tie: {slow / fast:.2f}×")
@@ -51,6 +51,55 @@ def test_prefer_blocked_without_an_analysis():
     # CHOLMOD's count decides: fewer multiply-adds than the dense block's, sparse; more, blocked
     assert cost.prefer_blocked(3_000, 1e6, 0.05, 15_000, 1e8, rate) is False
     assert cost.prefer_blocked(3_000, 1e6, 0.05, 15_000, 1e12, rate) is True
+
+
+def test_a_block_whose_factor_fills_in_needs_no_analysis():
+    """InstEval: S is a fifth full, its factor nearly all; blocked without CHOLMOD's symbolic analysis
+    (which took a fifth of the fit), from a pass over the pairs of rows."""
+    from sparselmm.backends.blocked import schur_factor_fill
+    from sparselmm.datasets import load_insteval
+
+    model = sparselmm.LinearMixedModel("y ~ service + (1|s) + (1|d) + (1|dept)", load_insteval(), reml=False)
+    layout, cp = model.layout, model.crossprod
+    m, pairs, density = layout.q - int(layout.col_offset[1]), schur_pairs(layout, cp), schur_density(layout, cp)
+    assert density < cost.DENSE_SCHUR and cost.prefer_blocked(m, pairs, density, layout.q) is None
+    fill = schur_factor_fill(layout, cp, pairs, enough=1.0)
+    assert fill > 0.95
+    assert cost.prefer_blocked(m, pairs, density, layout.q, factor_fill=fill) is True
+    assert model.backend.name == "blocked"
+    assert cost.prefer_blocked(m, pairs, density, layout.q, factor_fill=0.3) is None
+
+
+def test_factor_fill_sees_a_band_behind_the_levels_order():
+    """Items rated in a narrow band, their labels sorted as strings (the band scrambled in Z's order):
+    the reverse Cuthill–McKee ordering finds it, the fill is small, and CHOLMOD is chosen."""
+    from sparselmm.backends.blocked import REORDER_MIN_ORDER, schur_factor_fill
+
+    data = _banded(REORDER_MIN_ORDER, 3)
+    data["item"] = "i" + data["item"]  # string order: 0, 1, 10, 100, ...
+    model = sparselmm.LinearMixedModel("y ~ 1 + (1|user) + (1|item)", data)
+    layout, cp = model.layout, model.crossprod
+    assert schur_factor_fill(layout, cp, schur_pairs(layout, cp), enough=1.0) < 0.05
+    assert model.backend.name == "sparse"
+
+
+def test_factor_fill_counts_the_cholesky_factor():
+    """Against the dense Cholesky factor's structure of S (its pattern filled with random values)."""
+    from sparselmm.backends.blocked import schur_factor_fill
+
+    data = _banded(300, 10)
+    model = sparselmm.LinearMixedModel("y ~ 1 + (1|user) + (1|item)", data, backend="blocked")
+    layout, cp = model.layout, model.crossprod
+    q1 = int(layout.col_offset[1])
+    Z = (cp.ZtZ != 0).astype(float).toarray()
+    S = (Z[q1:, :q1] @ Z[:q1, q1:] + Z[q1:, q1:]) != 0
+    rng = np.random.default_rng(1)
+    A = np.where(S, rng.uniform(0.1, 1, S.shape), 0.0)
+    A = (A + A.T) / 2 + S.shape[0] * np.eye(S.shape[0])
+    L = np.linalg.cholesky(A)
+    m = S.shape[0]
+    natural = np.count_nonzero(np.abs(L) > 1e-300) / (m * (m + 1) / 2)
+    assert schur_factor_fill(layout, cp, schur_pairs(layout, cp), enough=1.0) == pytest.approx(natural, rel=1e-12)
 
 
 def _banded(n_items, window, seed=0):

@@ -18,7 +18,7 @@ from ..cost import DENSE_SCHUR, blocked_iteration_seconds, format_seconds, prefe
 from ..errors import ModelSizeError
 from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
-from .blocked import BlockedBackend, dense_bytes, dense_order, schur_density, schur_pairs
+from .blocked import schur_factor_fill, BlockedBackend, dense_bytes, dense_order, schur_density, schur_pairs
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
 from .sparse import SparseBackend
 
@@ -60,7 +60,10 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         _refuse_dense_schur(layout, cp, m, limit)
         return SparseBackend(layout, cp, reml, max_memory)
     pairs, density = schur_pairs(layout, cp), schur_density(layout, cp)
-    if prefer_blocked(m, pairs, density, layout.q) is None:  # a close call: CHOLMOD's symbolic analysis counts its work
+    choice = prefer_blocked(m, pairs, density, layout.q)
+    if choice is None:  # a sparse block: does its factor fill in? (a pass over the pairs of rows)
+        choice = prefer_blocked(m, pairs, density, layout.q, factor_fill=schur_factor_fill(layout, cp, pairs))
+    if choice is None:  # a close call: CHOLMOD's symbolic analysis counts its work
         try:
             sparse = SparseBackend(layout, cp, reml, max_memory)
         except ModelSizeError:  # CHOLMOD's factor would not fit; the dense block does

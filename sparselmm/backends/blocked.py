@@ -66,6 +66,57 @@ def schur_density(layout: Layout, cp: Crossprod, columns: int = 512) -> float:
     return float(filled.sum() / (m - sample).sum())
 
 
+#: :func:`schur_factor_fill` forms S's pattern only up to this many pairs of rows of L21 (its cost).
+FILL_MAX_PAIRS = 5e7
+
+#: From this order, a factor of S that fills in in Z's order is checked under the reverse
+#: Cuthill–McKee ordering too (a band hidden by the levels' order: CHOLMOD would find it); below,
+#: a wrong choice costs less than the check (InstEval, m = 1,142: 20 ms more).
+REORDER_MIN_ORDER = 2000
+
+
+def schur_factor_fill(layout: Layout, cp: Crossprod, pairs: float, enough: float = 0.5) -> float | None:
+    """Fraction of the lower triangle of the Cholesky factor of S that is structurally nonzero,
+    counted up to ``enough`` of it (then ``enough`` is returned): in Z's order (the blocked
+    backend's), and from :data:`REORDER_MIN_ORDER` the smaller of that and the fill under the reverse
+    Cuthill–McKee ordering.
+
+    S's lower pattern comes from Z'Z's (:func:`kernels.schur_lower_pattern`: ``pairs`` steps), the
+    factor's column counts from its elimination tree without forming it (:func:`kernels.column_counts`).
+    None beyond :data:`FILL_MAX_PAIRS` pairs. Where S is sparse but fills in (InstEval: S 21 % full,
+    its factor 98 %), CHOLMOD's factor would be as dense as the dense block, and its symbolic
+    analysis (a fifth of the fit) is not needed to know it; a banded or blocky S (a few % of fill)
+    goes on to that analysis.
+    """
+    if pairs > FILL_MAX_PAIRS:
+        return None
+    q1 = int(layout.col_offset[1])
+    m = layout.q - q1
+    if m == 0:
+        return 1.0
+    full = m * (m + 1) / 2
+    ZtZ = cp.ZtZ
+    capacity = int(pairs) + (ZtZ.indptr[-1] - ZtZ.indptr[q1]) + m  # the pairs, A22's entries, the diagonal
+    ptr, rows = kernels.schur_lower_pattern(ZtZ.indptr.astype(np.int64), ZtZ.indices.astype(np.int64), q1, capacity)
+
+    def fill(ptr, rows):
+        total, counts = kernels.column_counts(ptr, rows, kernels.etree(ptr, rows), enough * full)
+        return enough if len(counts) == 0 else min(float(total) / full, enough)
+
+    natural = fill(ptr, rows)
+    if natural < enough or m < REORDER_MIN_ORDER:
+        return natural
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    lower = sp.csc_matrix((np.ones(len(rows)), rows, ptr), shape=(m, m))
+    sym = (lower + lower.T).tocsr()
+    perm = reverse_cuthill_mckee(sym, symmetric_mode=True)
+    reordered = sp.tril(sym[perm][:, perm]).tocsc()
+    reordered.sort_indices()
+    return min(natural, fill(reordered.indptr.astype(np.int64), reordered.indices.astype(np.int64)))
+
+
 def schur_pairs(layout: Layout, cp: Crossprod) -> float:
     """Pairs of rows in the columns of L21 (Σ_c n_c(n_c + 1)/2, n_c the rows ≥ q1 of column c < q1 of
     Z'Z): the work of the Schur pass and of the gradient's pass over S⁻¹."""

@@ -47,19 +47,22 @@ def dense_split(indptr: np.ndarray, indices: np.ndarray, candidates: int = 64) -
     Returns the split and its cost (in dpotri multiply-adds).
     """
     q = len(indptr) - 1
-    col = np.repeat(np.arange(q), np.diff(indptr))
-    below = indices > col  # strictly below the diagonal
-    n_off = np.bincount(col[below], minlength=q).astype(float)
-    best, best_cost = q, np.inf
-    for s in np.unique(np.linspace(0, q, candidates + 1).astype(np.int64)):
-        in_sparse = below & (indices < s) & (col < s)
-        r = np.bincount(col[in_sparse], minlength=q)[:s].astype(float)
-        n = n_off[:s]
-        searched = n * n - (n - r) ** 2
-        cost = SEARCH_COST * searched.sum() + DENSE_COST * ((n - r) ** 2).sum() + 2.0 * (q - s) ** 3 / 3.0
-        if cost < best_cost:
-            best, best_cost = int(s), cost
-    return best, best_cost
+    counts = np.diff(indptr)
+    col = np.repeat(np.arange(q), counts)
+    n_off = np.bincount(col[indices > col], minlength=q).astype(float)  # strictly below the diagonal
+    splits = np.unique(np.linspace(0, q, candidates + 1).astype(np.int64))
+    # r[j, s]: column j's rows strictly below the diagonal and before s (rows sorted within a column)
+    keys = col * (q + 1) + indices
+    before = np.searchsorted(keys, np.arange(q)[:, None] * (q + 1) + splits[None, :]) - indptr[:-1, None]
+    diag = np.searchsorted(keys, np.arange(q) * (q + 1) + np.arange(q) + 1) - indptr[:-1]  # rows ≤ j
+    r = np.maximum(before - diag[:, None], 0).astype(float)
+    live = np.arange(q)[:, None] < splits[None, :]  # columns j < s
+    n = n_off[:, None]
+    searched = np.where(live, n * n - (n - r) ** 2, 0.0).sum(axis=0)
+    dense = np.where(live, (n - r) ** 2, 0.0).sum(axis=0)
+    cost = SEARCH_COST * searched + DENSE_COST * dense + 2.0 * (q - splits).astype(float) ** 3 / 3.0
+    k = int(np.argmin(cost))
+    return int(splits[k]), float(cost[k])
 
 
 class SparseBackend(ProfiledBackend):

@@ -45,7 +45,7 @@ _WHERE = {
                      "dense_lambda_index", "dense_level_sums"], "dense"),
     **dict.fromkeys(["blocked_backward", "blocked_forward", "blocked_gather", "blocked_inverse", "blocked_leading",
                      "blocked_pattern_ok", "blocked_rows", "blocked_schur", "lower_inner",
-                     "schur_column_counts"], "blocked"),
+                     "schur_column_counts", "schur_lower_pattern"], "blocked"),
     **dict.fromkeys(["_lambda_map_pass", "column_counts", "dense_trailing_block", "etree", "lambda_map_apply",
                      "scatter_to_pattern", "selected_gather", "symbolic_pattern", "takahashi"], "sparse"),
 }

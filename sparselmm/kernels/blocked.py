@@ -31,6 +31,43 @@ from .common import _find
 
 
 
+@nb.njit(cache=True)
+def schur_lower_pattern(indptr, indices, q1, capacity):
+    """The lower triangle of S's pattern as CSC (``ptr``, ``rows``; rows unsorted within a column),
+    S = A22 − L21 L21' of Z'Z's full symmetric pattern (``indptr, indices``, sorted): column j of S
+    holds its own trailing rows of A22 and the trailing rows ≥ j of every first-term column c < q1
+    that meets j. One pass, a mark per row (the work of the Schur pass's pairs); ``capacity`` bounds
+    the entries (the pairs of rows of L21 plus A22's lower entries and the diagonal)."""
+    m = len(indptr) - 1 - q1
+    ptr = np.zeros(m + 1, dtype=np.int64)
+    mark = np.full(m, -1, dtype=np.int64)
+    rows = np.empty(capacity, dtype=np.int64)
+    n = 0
+    for j in range(m):
+        col = q1 + j
+        mark[j] = j
+        rows[n] = j  # the diagonal, always
+        n += 1
+        for x in range(indptr[col], indptr[col + 1]):
+            c = indices[x]
+            if c > col:
+                if mark[c - q1] != j:
+                    mark[c - q1] = j
+                    rows[n] = c - q1
+                    n += 1
+            elif c < q1:
+                for y in range(indptr[c + 1] - 1, indptr[c] - 1, -1):  # sorted: the trailing rows last
+                    r = indices[y]
+                    if r <= col:
+                        break
+                    if mark[r - q1] != j:
+                        mark[r - q1] = j
+                        rows[n] = r - q1
+                        n += 1
+        ptr[j + 1] = n
+    return ptr, rows[:n].copy()
+
+
 @nb.njit(cache=True, parallel=True)
 def schur_column_counts(indptr, indices, q1, columns):
     """Structural nonzeros on and below the diagonal in the given columns of S (see ``blocked.schur_density``).
