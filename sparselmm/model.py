@@ -17,16 +17,24 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .backends import make_backend
-from .cost import describe
-from .crossprod import crossproducts
 from .design import Layout
 from .driver import Problem, optimize
 from .errors import ConvergenceWarning, SingularFitWarning
 from .frame import ModelFrame, model_frame
-from .lapack import fit_blas_threads, other_blas_single_threaded
 from .memory import memory_limit, without_hugepage_advice
 from .results import LMMResults
+
+# The solver's modules (scipy.sparse and scipy.linalg, 0.17 s) are imported by the first model, not by
+# ``import sparselmm``: ``_solver()`` below.
+
+
+def _solver():
+    """(make_backend, crossproducts, lapack): what a model's set-up and fit need beyond the frame."""
+    from . import lapack
+    from .backends import make_backend
+    from .crossprod import crossproducts
+
+    return make_backend, crossproducts, lapack
 
 
 class LinearMixedModel:
@@ -72,7 +80,7 @@ class LinearMixedModel:
                  weights=None, offset=None):
         start = time.perf_counter()
         crossprod = None
-        with other_blas_single_threaded(), without_hugepage_advice():
+        with _solver()[2].other_blas_single_threaded(), without_hugepage_advice():
             if isinstance(data, pd.DataFrame):
                 frame = model_frame(formula, data, missing=missing, weights=weights, offset=offset)
             else:  # files, pieces or a Dask DataFrame: read twice, a piece at a time
@@ -110,7 +118,7 @@ class LinearMixedModel:
         a backend of its own (lme4's ``refitML`` without rebuilding Z'Z)."""
         other = copy.copy(self)
         other.reml = reml
-        other.backend = make_backend(self.layout, self.crossprod, reml, self.backend.name, None,
+        other.backend = _solver()[0](self.layout, self.crossprod, reml, self.backend.name, None,
                                      self.options["max_memory"])
         other.setup_seconds = 0.0
         return other
@@ -120,13 +128,16 @@ class LinearMixedModel:
         self.reml = reml
         self.frame = frame
         self.layout = Layout(frame.terms)
-        with other_blas_single_threaded(), without_hugepage_advice():
+        make_backend, crossproducts, lapack = _solver()
+        with lapack.other_blas_single_threaded(), without_hugepage_advice():
             if crossprod is None:
                 crossprod = crossproducts(self.layout, frame.X, frame.y_offset, weights=frame.weights)
             self.crossprod = crossprod
             self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
         self.setup_seconds = time.perf_counter() - start
         if verbose:
+            from .cost import describe
+
             print(f"sparselmm: {self.backend.describe()}: "
                   f"{describe(self.backend.estimate(), memory_limit(max_memory))}", file=sys.stderr, flush=True)
 
@@ -163,7 +174,7 @@ class LinearMixedModel:
         """
         start = time.perf_counter()
         theta0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-        with fit_blas_threads(self.backend.blas_threads), without_hugepage_advice():
+        with _solver()[2].fit_blas_threads(self.backend.blas_threads), without_hugepage_advice():
             opt = optimize(self.problem(), theta0, method=method, maxiter=maxiter, progress=progress)
         result = LMMResults(self, opt, fit_seconds=time.perf_counter() - start + self.setup_seconds)
         if not opt.converged:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import solve_triangular
 
 from .frame import random_term
 
@@ -113,6 +112,8 @@ class LMMResults:
     @cached_property
     def cov_fe(self) -> pd.DataFrame:
         """σ̂² (RX'RX)⁻¹."""
+        from scipy.linalg import solve_triangular
+
         RX = self._sol.RX
         Rinv = solve_triangular(RX, np.eye(RX.shape[0]))
         names = self.model.frame.fe_names

@@ -309,12 +309,12 @@ def test_empty_data_and_one_row(df):
 
 def test_checks_run_before_crossproducts(df, monkeypatch):
     """Every check is in the model frame: the crossproducts are never reached."""
-    import sparselmm.model
+    import sparselmm.crossprod
 
     def boom(*args, **kwargs):
         raise AssertionError("crossproducts reached")
 
-    monkeypatch.setattr(sparselmm.model, "crossproducts", boom)
+    monkeypatch.setattr(sparselmm.crossprod, "crossproducts", boom)
     cases = [("y ~ x + (1|g)", df.assign(g=1)), ("k ~ x + (1|a)", df.assign(k=1.0)),
              ("y ~ x + (1|id)", df.assign(id=range(60))), ("a ~ x + (1|b)", df),
              ("y ~ x + (1|a)", df.iloc[:1])]
