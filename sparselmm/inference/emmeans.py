@@ -82,15 +82,22 @@ def _is_factor(column: pd.Series) -> bool:
         isinstance(dtype, pd.CategoricalDtype)
 
 
+def _expand(sizes: list[int]) -> np.ndarray:
+    """R's ``expand.grid`` of ranges of these sizes: one row of indices per variable, the first fastest."""
+    return np.indices(sizes[::-1]).reshape(len(sizes), -1)[::-1] if sizes else np.zeros((0, 1), dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class ReferenceGrid:
-    """Every combination of the variables' values: ``frame`` (one row each, first variable varying
-    fastest, as R's ``expand.grid``), the model matrix ``X`` of those rows, their ``offset``, and
-    which rows are ``estimable``."""
+    """Every combination of the variables' values (``values``: name → Series): ``frame`` (one row each,
+    first variable varying fastest, as R's ``expand.grid``), ``codes`` (per variable, each row's
+    position in its values), the model matrix ``X`` of those rows, their ``offset``, and which rows
+    are ``estimable``."""
 
     values: dict
     factors: list[str]
     frame: pd.DataFrame
+    codes: dict
     X: np.ndarray
     offset: np.ndarray
     estimable: np.ndarray
@@ -130,9 +137,9 @@ def reference_grid(result, at: dict | None = None) -> ReferenceGrid:
         else:
             values[v] = pd.Series(np.atleast_1d(np.asarray(at[v], dtype=float)) if v in at else
                                   np.array([column.to_numpy(dtype=float).mean()]))
-    sizes = [len(values[v]) for v in names]
-    index = np.indices(sizes[::-1]).reshape(len(sizes), -1)[::-1] if names else np.zeros((0, 1), dtype=int)
-    grid = pd.DataFrame({v: values[v].iloc[index[i]].reset_index(drop=True) for i, v in enumerate(names)}) \
+    index = _expand([len(values[v]) for v in names])
+    codes = dict(zip(names, index))
+    grid = pd.DataFrame({v: values[v].iloc[codes[v]].reset_index(drop=True) for v in names}) \
         if names else pd.DataFrame(index=range(1))
     X = np.asarray(frame.fixed_spec.get_model_matrix(grid, na_action="ignore"), dtype=float)
     if X.shape[0] != len(grid):  # no variables: the intercept alone
@@ -145,7 +152,7 @@ def reference_grid(result, at: dict | None = None) -> ReferenceGrid:
     if given is not None:  # the offset argument at its mean: a column on the grid, or values
         offset += grid[given.column].to_numpy(dtype=float) if given.column is not None else \
             frame.offset.mean() - _mean_or_zero(offset_values(frame.formula.offsets, data, data.index))
-    return ReferenceGrid(values, factors, grid, X, offset, _estimable(result, data, grid))
+    return ReferenceGrid(values, factors, grid, codes, X, offset, _estimable(result, data, grid))
 
 
 def _mean_or_zero(values: np.ndarray | None) -> float:
@@ -160,7 +167,7 @@ def _estimable(result, data: pd.DataFrame, grid: pd.DataFrame) -> np.ndarray:
         return np.ones(len(grid), dtype=bool)
     full = spec.model_spec
     X = np.asarray(full.get_model_matrix(data, na_action="ignore"), dtype=float)
-    _, s, Vt = np.linalg.svd(X, full_matrices=True)
+    _, s, Vt = np.linalg.svd(X, full_matrices=False)  # X has more rows than columns (the fit checked)
     rank = int(np.sum(s > s[0] * max(X.shape) * np.finfo(float).eps))
     null = Vt[rank:].T
     L = np.asarray(full.get_model_matrix(grid, na_action="ignore"), dtype=float)
@@ -201,8 +208,7 @@ def marginal_means(result, specs, by=None, at=None, ddf: str = "kenward-roger") 
     cell = np.zeros(len(grid.frame), dtype=np.int64)
     stride = 1
     for v, n in zip(wanted, sizes):
-        lookup = {x: i for i, x in enumerate(grid.values[v].astype(object))}
-        cell += stride * np.array([lookup[x] for x in grid.frame[v].astype(object)], dtype=np.int64)
+        cell += stride * grid.codes[v]
         stride *= n
     ncell = int(np.prod(sizes))
     counts = np.bincount(cell, minlength=ncell).astype(float)
@@ -212,7 +218,7 @@ def marginal_means(result, specs, by=None, at=None, ddf: str = "kenward-roger") 
     est = np.bincount(cell, weights=(~grid.estimable).astype(float), minlength=ncell) == 0
     L /= counts[:, None]
     offset /= counts
-    index = np.indices(sizes[::-1]).reshape(len(sizes), -1)[::-1]
+    index = _expand(sizes)
     cells = pd.DataFrame({v: grid.values[v].iloc[index[i]].reset_index(drop=True) for i, v in enumerate(wanted)})
     averaged = [v for v in grid.factors if v not in wanted]
     return Means(cells, names, [b for b in by if b not in names], L, offset, est, _tester(result, key), key,
