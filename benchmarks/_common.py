@@ -74,6 +74,8 @@ def warm_jit() -> None:
     model has enough groups (and leading columns of L) for the parallel
     kernels as well as their serial twins (``kernels.PARALLEL_MIN_WORK``).
     """
+    import numba  # noqa: F401 (started, so that the parallel kernels run here: kernels.COLD_MIN_WORK)
+
     data = simulate_nested(12 * PARALLEL_MIN_WORK, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -196,6 +196,8 @@ def _build_aot(entries: list[dict], module: str) -> None:
 def _run(part: int, parts: int, quiet: bool) -> tuple[int, int, list[str], list[dict]]:
     """Fit every ``parts``-th workload from ``part`` on: (fits, cache hits, kernels compiled, serial
     signatures)."""
+    import numba  # noqa: F401 (started: the parallel kernels' thresholds apply, not the cold start's)
+
     from . import fit
 
     nfits = 0

@@ -34,6 +34,13 @@ import numpy as np
 #: 10,000 groups 34.9 ms serial, 31.3 ms parallel.
 PARALLEL_MIN_WORK = 5000
 
+#: While Numba is not imported, a parallel kernel also needs this much work: starting Numba (its
+#: import and the parallel kernels from its cache) costs a fresh process about 0.45 s, and the
+#: parallel kernels of a nested fit save about 1.4 µs a group on two cores (10⁵ groups, 10⁶ rows:
+#: 0.73 s for the first fit in parallel against 0.28 s serial, then 0.17 s against 0.30 s), so the
+#: start pays from some 3·10⁵ groups. A process that has started Numba takes PARALLEL_MIN_WORK.
+COLD_MIN_WORK = 300_000
+
 #: Sizes up to this get their own compiled variant (each costs a compilation, once: cached).
 MAX_FIXED_SIZE = 4
 
@@ -50,7 +57,8 @@ _WHERE = {
                      "scatter_to_pattern", "selected_gather", "symbolic_pattern", "takahashi"], "sparse"),
 }
 
-__all__ = ["MAX_FIXED_SIZE", "PARALLEL_MIN_WORK", "Kernel", "lambda_map", "num_threads", "pick", "serial",
+__all__ = ["COLD_MIN_WORK", "MAX_FIXED_SIZE", "PARALLEL_MIN_WORK", "Kernel", "lambda_map", "num_threads",
+           "parallel_pays", "pick", "serial",
            *sorted(k for k in _WHERE if not k.startswith("_"))]
 
 HERE = Path(__file__).resolve().parent
@@ -120,10 +128,17 @@ def __getattr__(name: str):
 _GENERIC_WHEN_PARALLEL = {"dense_back_solve", "dense_inverse", "dense_level_sums"}
 
 
+def parallel_pays(work: float, threshold: float, cold: float) -> bool:
+    """Whether ``work`` is enough for a parallel kernel: ``threshold`` once Numba is imported, else
+    ``cold`` (the work from which starting Numba pays)."""
+    return work >= (threshold if "numba" in sys.modules else max(threshold, cold))
+
+
 def pick(kernel: Kernel, work: int, size: int = 0) -> Kernel:
-    """``kernel`` for ``work`` ≥ PARALLEL_MIN_WORK pieces of work, else its serial twin; with
-    0 < ``size`` ≤ MAX_FIXED_SIZE the variant compiled for ``QFIX = size`` (``common.QFIX``)."""
-    parallel = work >= PARALLEL_MIN_WORK
+    """``kernel`` for enough work (:func:`parallel_pays`: PARALLEL_MIN_WORK pieces, COLD_MIN_WORK before
+    Numba is started), else its serial twin; with 0 < ``size`` ≤ MAX_FIXED_SIZE the variant compiled for
+    ``QFIX = size`` (``common.QFIX``)."""
+    parallel = parallel_pays(work, PARALLEL_MIN_WORK, COLD_MIN_WORK)
     size = size if size <= MAX_FIXED_SIZE and not (parallel and kernel.name in _GENERIC_WHEN_PARALLEL) else 0
     if parallel and not size:
         return kernel
