@@ -38,7 +38,7 @@ clean:
 # 10M shape, lme4 alone may take an hour):
 # `make bench-deps` (R and lme4, optional: without them lme4 is reported as
 # "not installed"), then `make bench`; results in benchmarks/results/.
-.PHONY: bench bench-deps bench-inference bench-ratings bench-stream bench-study
+.PHONY: bench bench-deps bench-inference bench-ratings bench-stream bench-study bench-workloads
 
 bench: compile
 	$(BIN)/python -m benchmarks.compare
@@ -57,6 +57,11 @@ bench-inference: compile
 # next to the in-memory fits of 10^6 and 10^7 rows and Dask on 2 workers: benchmarks/results/stream_large.*
 bench-stream: compile
 	$(BIN)/python -m benchmarks.stream_large
+
+# Three ML fits against lme4 in one run (InstEval, nested 10^6 rows, the MovieLens-1M shape), meant for a
+# fresh clone after `make install`: benchmarks/results/workloads_ml.*; about 5 minutes with lme4.
+bench-workloads: compile
+	$(BIN)/python -m benchmarks.compare --ml --only insteval-ml,nested_1000000-ml,ratings_1000209 --systems sparselmm,lme4 --name workloads_ml
 
 # Prior weights and marginal means on InstEval (benchmarks/compare_study.py): the weighted against the
 # unweighted ML fit, emmeans + pairs with Kenward-Roger and Satterthwaite df, and lme4/emmeans's times for

@@ -2,7 +2,7 @@
 
     python -m benchmarks.compare [--quick] [--designs insteval,nested,crossed,ratings] [--timeout 600]
                                  [--ratings-timeout 3600] [--systems sparselmm,statsmodels,lme4]
-                                 [--out benchmarks/results] [--name comparison]
+                                 [--ml] [--only KEYS] [--out benchmarks/results] [--name comparison]
 
 REML fits of lme4's InstEval and of the nested and crossed designs of
 :mod:`sparselmm.datasets` at 10⁴, 10⁵ and 10⁶ rows (``--quick``: up to 10⁵),
@@ -65,15 +65,18 @@ class Workload:
 
     design: str
     n: int = INSTEVAL_ROWS
+    ml: bool = False  # every design by maximum likelihood (``--ml``)
 
     @property
     def key(self) -> str:
-        return self.design if self.design == "insteval" else f"{self.design}_{self.n}"
+        base = self.design if self.design == "insteval" else f"{self.design}_{self.n}"
+        return base + ("-ml" if self.ml and self.design not in ML_DESIGNS else "")
 
     @classmethod
     def from_key(cls, key: str) -> "Workload":
+        key, ml = (key[:-3], True) if key.endswith("-ml") else (key, False)
         design, _, n = key.partition("_")
-        return cls(design, int(n)) if n else cls(design)
+        return cls(design, int(n), ml) if n else cls(design, ml=ml)
 
     @property
     def formula(self) -> str:
@@ -81,7 +84,7 @@ class Workload:
 
     @property
     def reml(self) -> bool:
-        return self.design not in ML_DESIGNS
+        return not self.ml and self.design not in ML_DESIGNS
 
     def load(self):
         """The data frame (the synthetic designs with seed 0)."""
@@ -272,7 +275,8 @@ def table(results: list[dict], systems: list[str], info: dict, timeout: float) -
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']}; BLAS: {info['blas']}. "
         f"Python {info['python']}; {'; '.join(versions)}. Load average at start: {info['load']}.",
-        f"REML fits (ratings: ML), one run each; fit time only (data, imports and a warm-up fit excluded); "
+        f"{'ML fits' if info.get('ml') else 'REML fits (ratings: ML)'}, one run each; fit time only (data, imports "
+        "and a warm-up fit excluded); "
         f"peak memory is the RSS of the fitting process; timeout {timeout:g} s per fit"
         + (f" ({info['ratings_timeout']:g} s for the ratings)" if "ratings_timeout" in info else "") + ". "
         "Δ = objective − sparselmm's (REML criterion or ML deviance, lower is better); "
@@ -377,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="comparison", help="file name of the results, without suffix")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of %(default)s")
     parser.add_argument("--out", default=str(HERE / "results"), help="output directory")
+    parser.add_argument("--ml", action="store_true", help="every design by maximum likelihood")
+    parser.add_argument("--only", help="comma-separated workload keys to run (e.g. insteval,nested_1000000,"
+                                       "ratings_1000209), of those --designs and --quick select")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -393,6 +400,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown designs: {', '.join(sorted(set(designs) - set(DESIGNS)))}")
     info = machine()
     work = workloads(args.quick, designs)
+    if args.only:
+        only = {k.strip() for k in args.only.split(",")}
+        work = [w for w in work if w.key in only]
+    if args.ml:
+        from dataclasses import replace
+
+        work = [replace(w, ml=True) for w in work]
+        info["ml"] = True
     if any(w.design == "ratings" for w in work):
         info["ratings_timeout"] = args.ratings_timeout
     results = compare(work, systems, args.timeout, progress=lambda m: print(m, file=sys.stderr, flush=True),
