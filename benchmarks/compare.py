@@ -400,14 +400,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown designs: {', '.join(sorted(set(designs) - set(DESIGNS)))}")
     info = machine()
     work = workloads(args.quick, designs)
-    if args.only:
-        only = {k.strip() for k in args.only.split(",")}
-        work = [w for w in work if w.key in only]
     if args.ml:
         from dataclasses import replace
 
         work = [replace(w, ml=True) for w in work]
         info["ml"] = True
+    if args.only:
+        only = {k.strip() for k in args.only.split(",")}
+        work = [w for w in work if w.key in only]
     if any(w.design == "ratings" for w in work):
         info["ratings_timeout"] = args.ratings_timeout
     results = compare(work, systems, args.timeout, progress=lambda m: print(m, file=sys.stderr, flush=True),
