@@ -8,13 +8,20 @@ and by ML (``reml`` parameter).
 
 ``time_fit``     wall time of the fit (one sample)
 ``peakmem_fit``  peak resident memory of the process through setup and the fit
+``InstEvalChoice.time_choice``           the choice of backend alone (blocked or CHOLMOD:
+                                         ``backends.blocked_or_sparse``), ML
+``InstEvalChoice.track_share_of_fit``    that choice's time over the ML fit's, both in one process
+                                         (medians of 5): at most 0.05
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 import warnings
 
 import sparselmm
+from sparselmm.backends import blocked_or_sparse
 
 from ._common import OneSample, dataset, warm_jit
 
@@ -37,3 +44,35 @@ class InstEvalFit(OneSample):
 
     def peakmem_fit(self, reml):
         self._fit(reml)
+
+
+class InstEvalChoice(OneSample):
+    repeat = 5
+
+    def setup(self):
+        formula, data = dataset("insteval")
+        warm_jit()
+        self.fit = lambda: sparselmm.fit(formula, data, reml=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = self.fit().model
+        self.layout, self.cp = model.layout, model.crossprod
+        blocked_or_sparse(self.layout, self.cp, False)
+
+    def time_choice(self):
+        blocked_or_sparse(self.layout, self.cp, False)
+
+    def track_share_of_fit(self):
+        def median(work):
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                work()
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return median(lambda: blocked_or_sparse(self.layout, self.cp, False)) / median(self.fit)
+
+    track_share_of_fit.unit = "ratio"

@@ -25,7 +25,7 @@ from .sparse import SparseBackend
 BACKENDS = ("auto", "dense", "blocked", "sparse")
 
 __all__ = ["BACKENDS", "BlockedBackend", "DenseBackend", "ProfiledBackend", "Solution", "SparseBackend",
-           "make_backend"]
+           "blocked_or_sparse", "make_backend"]
 
 
 def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto",
@@ -54,6 +54,15 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
     sizes = np.bincount(col_group) if col_group is not None else None
     if sizes is not None and len(sizes) > 1 and sizes.max() <= MAX_GROUP_SIZE:
         return DenseBackend(layout, cp, reml, col_group, max_memory)
+    choice = blocked_or_sparse(layout, cp, reml, max_memory)
+    return BlockedBackend(layout, cp, reml, max_memory) if choice is True else choice
+
+
+def blocked_or_sparse(layout: Layout, cp: Crossprod, reml: bool, max_memory: float | None = None):
+    """The choice between the blocked and the sparse backend: True (blocked), or the
+    :class:`SparseBackend` whose symbolic analysis decided (reused as it is). From the structure where
+    that is clear (a full or small dense block, or one whose factor fills in to half full: a pass
+    over the pairs of rows), else from CHOLMOD's count of its work (:func:`~sparselmm.cost.prefer_blocked`)."""
     m = dense_order(layout)
     limit = memory_limit(max_memory)
     if dense_bytes(layout, "packed") > limit:
@@ -61,17 +70,15 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         return SparseBackend(layout, cp, reml, max_memory)
     pairs, density = schur_pairs(layout, cp), schur_density(layout, cp)
     choice = prefer_blocked(m, pairs, density, layout.q)
-    if choice is None:  # a sparse block: does its factor fill in? (a pass over the pairs of rows)
+    if choice is None:  # a sparse block: does its factor fill in?
         choice = prefer_blocked(m, pairs, density, layout.q, factor_fill=schur_factor_fill(layout, cp, pairs))
     if choice is None:  # a close call: CHOLMOD's symbolic analysis counts its work
         try:
             sparse = SparseBackend(layout, cp, reml, max_memory)
         except ModelSizeError:  # CHOLMOD's factor would not fit; the dense block does
-            pass
-        else:
-            if not prefer_blocked(m, pairs, density, layout.q, sparse.flops):
-                return sparse
-    return BlockedBackend(layout, cp, reml, max_memory)
+            return True
+        return sparse if not prefer_blocked(m, pairs, density, layout.q, sparse.flops) else True
+    return True
 
 
 def _refuse_dense_schur(layout: Layout, cp: Crossprod, m: int, limit: float) -> None:
