@@ -299,3 +299,18 @@ def test_weighted_insteval_matches_lme4():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fit.converged
+
+
+def test_weights_as_values_follow_the_rows_kept():
+    """Weights given as values for every row of the data: rows dropped for missing values drop their
+    weight too (the fit equals that of the complete rows with theirs)."""
+    data = data_of("sleepstudy_w")
+    data.loc[[4, 50, 51], "Reaction"] = np.nan
+    w = data["w"].to_numpy()
+    with pytest.warns(sparselmm.MissingDataWarning):
+        fit = sparselmm.fit("Reaction ~ Days + (Days | Subject)", data, weights=w)
+    kept = data.dropna(subset=["Reaction"])
+    ref = sparselmm.fit("Reaction ~ Days + (Days | Subject)", kept, weights="w")
+    assert fit.nobs == 177
+    assert fit.objective == pytest.approx(ref.objective, rel=1e-12)
+    np.testing.assert_allclose(fit.residuals("pearson"), ref.residuals("pearson"), rtol=1e-9, atol=1e-9)
