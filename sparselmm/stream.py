@@ -54,9 +54,11 @@ class Scan:
     values: dict = field(default_factory=dict)  # column -> set of values
     categories: dict = field(default_factory=dict)  # column -> a categorical's categories, or None
     combos: dict = field(default_factory=dict)  # factors -> DataFrame of the combinations met
+    sums: dict = field(default_factory=dict)  # numeric column -> Σ over complete rows (marginal means' grid)
 
     def __add__(self, other: Scan) -> Scan:
         out = Scan(self.rows + other.rows, self.complete + other.complete, self.ysum + other.ysum)
+        out.sums = {c: self.sums.get(c, 0.0) + other.sums.get(c, 0.0) for c in {**self.sums, **other.sums}}
         out.kinds = dict(self.kinds)
         for col, (kind, where) in other.kinds.items():
             if col in out.kinds and out.kinds[col][0] != kind:
@@ -117,6 +119,8 @@ def scan_piece(name: str, frame: pd.DataFrame, plan: Plan) -> Scan:
     for col in plan.used:
         kind = _kind(frame[col])
         out.kinds[col] = (kind, name)
+        if kind == "numeric":
+            out.sums[col] = float(frame[col].to_numpy(dtype=float).sum())
         if kind == "levels" or col in grouping:
             out.values[col] = set(frame[col].unique().tolist())
             dtype = frame[col].dtype
@@ -190,8 +194,10 @@ class Encoder:
     keep: np.ndarray | None = None  # the fixed-effect columns kept (aliased ones dropped), once known
 
     def categorize(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The non-numeric columns (of those ``frame`` has: a marginal means' grid has the fixed part's
+        alone) as categoricals over pass 1's levels."""
         return frame.assign(**{c: pd.Categorical.from_codes(_codes_of(frame[c], lv), categories=lv)
-                               for c, lv in self.levels.items()})
+                               for c, lv in self.levels.items() if c in frame.columns})
 
     def specify(self, frame: pd.DataFrame) -> None:
         """formulaic's specs from a first piece (already categorized)."""
@@ -326,6 +332,7 @@ class Streamed:
     source: Source
     encoder: Encoder
     seconds: tuple[float, float]
+    means: dict = field(default_factory=dict)  # numeric column -> mean over the complete rows
 
     @property
     def rows(self) -> int:
@@ -414,7 +421,7 @@ def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool =
     frame = ModelFrame(formula=parsed, y=np.zeros(0), X=np.zeros((0, len(names))), fe_names=names, terms=terms,
                        fixed_spec=fixed_spec, term_specs=term_specs, row_index=pd.RangeIndex(0), nrows=n,
                        weights_input=inputs[0], offset_input=inputs[1])
-    return Streamed(frame, cp, source, encoder, (first_pass, second_pass))
+    return Streamed(frame, cp, source, encoder, (first_pass, second_pass), {c: v / n for c, v in scan.sums.items()})
 
 
 def _say(what: str, seconds: float) -> None:

@@ -239,3 +239,20 @@ def test_command_line_marginal_means(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["contrast"] for r in out["pairs"]] == ref["pairs"]["contrast"]
     _close([r["emmean"] for r in out["emmeans"]], ref["emmeans"]["emmean"], 1e-6, ref["emmeans"]["SE"])
+
+
+def test_means_of_a_model_read_in_pieces(tmp_path):
+    """Parquet pieces: the grid from pass 1's levels and covariate sums, the same means, contrasts and
+    Kenward–Roger df as the fit of the rows in memory."""
+    ref, fit = _fit("exam_w")
+    data = data_of("exam_w")
+    for i, start in enumerate(range(0, len(data), 1500)):
+        data.iloc[start:start + 1500].to_parquet(tmp_path / f"part-{i}.parquet")
+    streamed = sparselmm.fit(ref["formula"], str(tmp_path / "part-*.parquet"), weights="w")
+    for ddf in ("kenward-roger", "satterthwaite"):
+        a = streamed.emmeans("vr", by="sex", ddf=ddf)
+        b = fit.emmeans("vr", by="sex", ddf=ddf)
+        assert list(a["vr"].astype(str)) == list(b["vr"].astype(str))
+        np.testing.assert_allclose(a[["emmean", "SE", "df"]], b[["emmean", "SE", "df"]], rtol=1e-7)
+        np.testing.assert_allclose(streamed.pairs("vr", ddf=ddf)["p.value"], fit.pairs("vr", ddf=ddf)["p.value"],
+                                   rtol=1e-6)

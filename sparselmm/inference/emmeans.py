@@ -106,11 +106,11 @@ class ReferenceGrid:
 def reference_grid(result, at: dict | None = None) -> ReferenceGrid:
     """emmeans' ``ref_grid(m, at)`` of a fit (see the module docstring)."""
     model = result.model
-    frame = model.frame
-    if model.data is None:
+    frame, stream = model.frame, model.stream
+    if model.data is None and stream is None:
         raise ValueError("estimated marginal means build the reference grid from the data of the fit: not "
-                         "available for a model read in pieces or built from arrays")
-    data = model.data.loc[frame.row_index]
+                         "available for a model built from arrays")
+    data = model.data.loc[frame.row_index] if stream is None else None
     at = dict(at or {})
     names = _variables(frame)
     unknown = [v for v in at if v not in names]
@@ -121,9 +121,13 @@ def reference_grid(result, at: dict | None = None) -> ReferenceGrid:
     from ..frame import _codes
 
     for v in names:
-        column = data[v]
-        if _is_factor(column):
-            levels = _codes(column)[1]
+        if stream is None:
+            column = data[v]
+        else:  # read in pieces: the levels and sums of pass 1
+            levels = stream.encoder.levels.get(v)
+            column = None if levels is None else pd.Series(pd.Categorical([], categories=levels))
+        if column is not None and _is_factor(column):
+            levels = _codes(column)[1] if stream is None else column.cat.categories
             if v in at:
                 chosen = [at[v]] if isinstance(at[v], str) or np.ndim(at[v]) == 0 else list(at[v])
                 missing = [x for x in chosen if x not in set(levels)]
@@ -135,13 +139,14 @@ def reference_grid(result, at: dict | None = None) -> ReferenceGrid:
                                                                                                 dtype=column.dtype))
             factors.append(v)
         else:
-            values[v] = pd.Series(np.atleast_1d(np.asarray(at[v], dtype=float)) if v in at else
-                                  np.array([column.to_numpy(dtype=float).mean()]))
+            mean = stream.means[v] if column is None else column.to_numpy(dtype=float).mean()
+            values[v] = pd.Series(np.atleast_1d(np.asarray(at[v], dtype=float)) if v in at else np.array([mean]))
     index = _expand([len(values[v]) for v in names])
     codes = dict(zip(names, index))
     grid = pd.DataFrame({v: values[v].iloc[codes[v]].reset_index(drop=True) for v in names}) \
         if names else pd.DataFrame(index=range(1))
-    X = np.asarray(frame.fixed_spec.get_model_matrix(grid, na_action="ignore"), dtype=float)
+    encoded = grid if stream is None else stream.encoder.categorize(grid)  # a piece's encoding
+    X = np.asarray(frame.fixed_spec.get_model_matrix(encoded, na_action="ignore"), dtype=float)
     if X.shape[0] != len(grid):  # no variables: the intercept alone
         X = np.ones((len(grid), X.shape[1]))
     offset = np.zeros(len(grid))
@@ -152,7 +157,7 @@ def reference_grid(result, at: dict | None = None) -> ReferenceGrid:
     if given is not None:  # the offset argument at its mean: a column on the grid, or values
         offset += grid[given.column].to_numpy(dtype=float) if given.column is not None else \
             frame.offset.mean() - _mean_or_zero(offset_values(frame.formula.offsets, data, data.index))
-    return ReferenceGrid(values, factors, grid, codes, X, offset, _estimable(result, data, grid))
+    return ReferenceGrid(values, factors, grid, codes, X, offset, _estimable(result, data, encoded))
 
 
 def _mean_or_zero(values: np.ndarray | None) -> float:
@@ -165,6 +170,9 @@ def _estimable(result, data: pd.DataFrame, grid: pd.DataFrame) -> np.ndarray:
     spec = result.model.frame.fixed_spec
     if not hasattr(spec, "keep"):
         return np.ones(len(grid), dtype=bool)
+    if data is None:
+        raise ValueError("marginal means of a rank-deficient model read in pieces: which cells are estimable "
+                         "needs its rows in memory")
     full = spec.model_spec
     X = np.asarray(full.get_model_matrix(data, na_action="ignore"), dtype=float)
     _, s, Vt = np.linalg.svd(X, full_matrices=False)  # X has more rows than columns (the fit checked)
