@@ -184,3 +184,32 @@ def test_progress_lines_report_the_iterations(capsys, monkeypatch):
     monkeypatch.setattr(driver, "PROGRESS_AFTER", -1.0)  # every evaluation counts as slow
     optimize(problem, np.ones(3), method="bfgs", progress=None)
     assert capsys.readouterr().err.count("sparselmm: iteration") > 0
+
+
+def test_newton_stops_after_a_step_its_model_predicts_converged():
+    """InstEval: the last Newton step is taken without a gradient after it (a factor's inverse
+    saved); the projected gradient there, evaluated on demand, is the gradient's at θ, and a fit that
+    evaluates it too (one more iteration allowed by a smaller tolerance) reaches the same optimum."""
+    import pickle
+
+    from sparselmm import driver
+    from sparselmm.datasets import load_insteval
+
+    model = sparselmm.LinearMixedModel("y ~ service + (1|s) + (1|d) + (1|dept)", load_insteval(), reml=False)
+    fit = model.fit()
+    opt = fit.optinfo
+    assert opt.message.endswith("after a Newton step")
+    grads = opt.ngrad
+    g = model.backend.gradient(opt.theta)
+    assert opt.pgnorm == pytest.approx(np.abs(projected_gradient(opt.theta, g, model.lower)).max(), rel=1e-12)
+    assert pickle.loads(pickle.dumps(opt)).pgnorm == opt.pgnorm
+    other = sparselmm.LinearMixedModel("y ~ service + (1|s) + (1|d) + (1|dept)", load_insteval(), reml=False)
+    before = driver.PREDICTED_FTOL
+    try:
+        driver.PREDICTED_FTOL = 1e-20  # no shortcut: every step's gradient, to FTOL's stop
+        full = other.fit()
+    finally:
+        driver.PREDICTED_FTOL = before
+    assert full.optinfo.ngrad > grads
+    assert fit.objective <= full.objective + 1e-9 * abs(full.objective)
+    np.testing.assert_allclose(fit.fe_params, full.fe_params, rtol=1e-7)
