@@ -25,7 +25,7 @@ import numpy as np
 
 import sparselmm
 
-from ._common import INSTEVAL_FORMULA, dataset, save_results, warm_jit
+from ._common import dataset, save_results, warm_jit
 from .compare import machine
 
 HERE = Path(__file__).resolve().parent

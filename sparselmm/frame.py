@@ -112,8 +112,6 @@ class ModelFrame:
         """The offset of new rows: the formula's ``offset()`` terms evaluated on ``data``, plus
         ``offset`` (a column name or values) or, without it, the fit's ``offset`` column (lme4's
         ``predict``); an offset given to the fit as values must be given anew."""
-        from .weights import row_input
-
         extra = row_input(offset, "offset") if offset is not None else self.offset_input
         if extra is not None and extra.column is None and offset is None:
             raise DataError("the model's offset was given as values, not a column: give the offset of the new rows "

@@ -375,7 +375,8 @@ def stream_frame(formula: str, source_of, missing: str = "drop", verbose: bool =
             raise DataError(f"{i.what} given as values need the data as one DataFrame: for data read in pieces, "
                             f"name a column ({i.what}='column')", column=i.what)
     w_col, o_col = (None if i is None else i.column for i in inputs)
-    used = _variables(parsed) + ([o_col] if o_col is not None and o_col not in _variables(parsed) else [])
+    used = _variables(parsed)
+    used += [o_col] if o_col is not None and o_col not in used else []
     source = source_of(used + ([w_col] if w_col is not None and w_col not in used else []))
     factors = [rt.factors for rt in parsed.random]
     plan = Plan(parsed, used, factors, missing, w_col, o_col)

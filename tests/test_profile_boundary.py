@@ -13,13 +13,12 @@ import sys
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import sparselmm
 
 from .study import STUDY, load_json
-
-import pandas as pd
 
 
 def _data():

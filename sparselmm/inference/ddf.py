@@ -42,8 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from scipy.linalg import solve_triangular
 
 from ..memory import without_hugepage_advice
 from .distributions import f_sf, t_two_sided
@@ -81,7 +80,7 @@ def _inverse_covariances(layout, theta, Ainv, F, ZtZ, general: bool = False) -> 
     terms = list(enumerate(layout.terms))
     spans = [(layout.col_offset[k], layout.col_offset[k + 1], np.arange(t.nlevels), t) for k, t in terms]
 
-    def level_sum(M, a, b, lev, t):  # Σ_l of the level blocks M_ll of one term (M: its rows and columns)
+    def level_sum(M, lev, t):  # Σ_l of the level blocks M_ll of one term (M: its rows and columns)
         return M.reshape(t.nlevels, t.p, t.nlevels, t.p)[lev, :, lev, :].sum(axis=0)
 
     def row_squares(M, a, b, t):  # Σ_l (M M')_ll over one term's rows of M
@@ -90,7 +89,7 @@ def _inverse_covariances(layout, theta, Ainv, F, ZtZ, general: bool = False) -> 
 
     if not general and all(np.all(np.abs(np.diag(T)) >= LAMBDA_INVERSE_MIN) for T in Ts):
         Tinv = [np.linalg.inv(T) for T in Ts]
-        diag2 = [Ti.T @ (level_sum(Ainv[a:b, a:b], a, b, lev, t) - row_squares(Ainv, a, b, t)) @ Ti
+        diag2 = [Ti.T @ (level_sum(Ainv[a:b, a:b], lev, t) - row_squares(Ainv, a, b, t)) @ Ti
                  for Ti, (a, b, lev, t) in zip(Tinv, spans)]  # Λ⁻ᵀ(A⁻¹ − A⁻²)Λ⁻¹
         S = Ainv
         np.negative(S, out=S)
@@ -107,7 +106,7 @@ def _inverse_covariances(layout, theta, Ainv, F, ZtZ, general: bool = False) -> 
         return S, diag2
     G = np.asarray(F.T @ Ainv)  # F'A⁻¹ (q × q)
     S = ZtZ.toarray() - np.asarray(F.T @ G.T)  # Z'Z − F'A⁻¹F
-    diag2 = [level_sum(S[a:b, a:b], a, b, lev, t) - row_squares(G, a, b, t) for a, b, lev, t in spans]
+    diag2 = [level_sum(S[a:b, a:b], lev, t) - row_squares(G, a, b, t) for a, b, lev, t in spans]
     return S, diag2
 
 

@@ -430,29 +430,22 @@ def contrast_table(means: Means, method="pairwise", adjust: str | None = None, r
     cells, by = means.cells, means.by
     group = pd.factorize(pd.MultiIndex.from_frame(cells[by]))[0] if by else np.zeros(len(cells), dtype=int)
     groups = [np.flatnonzero(group == g) for g in range(group.max() + 1)]  # in order of appearance
-    rows, labels_by, fams = [], [], []
-    for g in groups:
-        labels = [" ".join(str(v) for v in row) for row in cells.iloc[g][means.specs].itertuples(index=False)]
-        names, C = _coefficients(method, labels, ref)
-        L = C @ means.L[g]
-        ok = np.array([bool(np.all(means.estimable[g][np.abs(c) > 0])) for c in C])
-        stats = _tests(means.tester, L, ok)
-        stats[:, 0] += C @ means.offset[g]
-        rows.append((names, stats, C))
-        labels_by.append(cells.iloc[g[0]][by] if by else None)
-        fams.append(len(g))
     out = []
     family = None
-    for (names, stats, C), byvals, nmeans in zip(rows, labels_by, fams):
-        est, se, df = stats.T
+    for g in groups:  # each by group its own family of contrasts over its means
+        labels = [" ".join(str(v) for v in row) for row in cells.iloc[g][means.specs].itertuples(index=False)]
+        names, C = _coefficients(method, labels, ref)
+        ok = np.array([bool(np.all(means.estimable[g][np.abs(c) > 0])) for c in C])
+        est, se, df = _tests(means.tester, C @ means.L[g], ok).T
+        est = est + C @ means.offset[g]
         t = est / se
-        n = len(names)
+        n, nmeans = len(names), len(g)
         adj = adjust if (n > 1 or adjust == "scheffe") else "none"
         rank = int(np.linalg.matrix_rank(C)) if len(C) else 0
         p = _adjusted_p(t, df, adj, nmeans, max(rank, 1))
         part = pd.DataFrame({"contrast": names})
         for b in by:
-            part[b] = byvals[b]
+            part[b] = cells.iloc[g[0]][b]
         part["estimate"], part["SE"], part["df"] = est, se, df
         if confint:
             ci_adj = adj if adj in ("none", "tukey", "sidak", "scheffe", "dunnettx") else "bonferroni"
