@@ -22,6 +22,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 from .errors import (  # noqa: E402
     ConvergenceWarning,
     DataError,
+    DeviceError,
     FormulaError,
     MissingDataWarning,
     ModelSizeError,
@@ -53,6 +54,7 @@ def __getattr__(name):
 __all__ = [
     "ConvergenceWarning",
     "DataError",
+    "DeviceError",
     "FormulaError",
     "LMMResults",
     "MissingDataWarning",

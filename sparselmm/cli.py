@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", metavar="COLUMN", help="an offset, added to the formula's offset() terms")
     p.add_argument("--backend", default="auto", choices=["auto", "dense", "sparse", "blocked"],
                    help="solver: dense per-group kernels, blocked Cholesky, CHOLMOD (default: chosen by design)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="where the blocked backend's dense block lives: cuda puts it on the GPU (CuPy); "
+                        "auto does when one is found and the block is large (default: cpu)")
     p.add_argument("--method", default="auto", help="optimizer: auto, newton, bfgs, lbfgs, powell, nelder-mead")
     p.add_argument("--ddf", default="satterthwaite", choices=DDF + ["none"],
                    help="denominator degrees of freedom of the t and F tests (default: satterthwaite; "
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         result = stages.run(f"fitting {rows}",
                             lambda: fit(args.formula, data, reml=not args.ml, method=args.method,
                                         backend=args.backend, verbose=not args.quiet, weights=args.weights,
-                                        offset=args.offset))
+                                        offset=args.offset, device=args.device))
         means = None
         if args.emmeans:
             emm_ddf = args.ddf if args.ddf in ("satterthwaite", "kenward-roger", "asymptotic") else "kenward-roger"

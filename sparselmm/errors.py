@@ -43,6 +43,10 @@ class ModelSizeError(SparseLMMError, MemoryError):
         self.nbytes = nbytes
 
 
+class DeviceError(SparseLMMError, RuntimeError):
+    """``device="cuda"`` where no GPU can be used: no CuPy, no CUDA driver or no device."""
+
+
 class ConvergenceWarning(UserWarning):
     """The optimizer stopped without meeting its convergence criterion."""
 

@@ -73,12 +73,21 @@ class LinearMixedModel:
     offset : str or array-like, optional
         An offset (lme4's ``offset``), a column or one value per row, added to the formula's
         ``offset(...)`` terms: the model is y = offset + Xβ + Zb + ε.
+    device : {"cpu", "cuda", "auto"}
+        Where the blocked backend's dense block lives: "cuda" on the GPU (through CuPy, the
+        ``[gpu]`` extra; :class:`~sparselmm.errors.DeviceError` without one), "auto" on the GPU
+        when CuPy finds one and the block is dense and of order 4,000 or more. The crossproducts,
+        the first term's levels and the optimizer stay on the CPU; ``max_memory`` then bounds
+        the GPU's arrays.
     """
 
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool = True, missing: str = "drop",
                  backend: str = "auto", max_memory: float | None = None, verbose: bool = False,
-                 weights=None, offset=None):
+                 weights=None, offset=None, device: str = "cpu"):
         start = time.perf_counter()
+        from .backends.gpu import resolve_device  # a bad device fails before any work
+
+        resolve_device(device, backend)
         crossprod = None
         with _solver()[2].other_blas_single_threaded(), without_hugepage_advice():
             if isinstance(data, pd.DataFrame):
@@ -90,12 +99,12 @@ class LinearMixedModel:
                 streamed = stream_frame(formula, lambda columns: open_source(data, columns), missing, verbose,
                                         weights, offset)
                 frame, crossprod = streamed.frame, streamed.crossprod
-        self._setup(formula, frame, reml, backend, None, max_memory, start, verbose, crossprod)
+        self._setup(formula, frame, reml, backend, None, max_memory, start, verbose, crossprod, device)
         # refits (likelihood-ratio tests, profiles of reduced models) and type 3 contrasts
         self.data = data if crossprod is None else None
         self.stream = None if crossprod is None else streamed  # the pieces, read again for fitted values
         self.options = {"missing": missing, "backend": backend, "max_memory": max_memory, "weights": weights,
-                        "offset": offset}
+                        "offset": offset, "device": device}
 
     @classmethod
     def from_frame(cls, frame: ModelFrame, reml: bool = True, backend: str = "auto",
@@ -110,7 +119,7 @@ class LinearMixedModel:
         model._setup(formula, frame, reml, backend, group_codes, max_memory, time.perf_counter())
         model.data = model.stream = None
         model.options = {"missing": "drop", "backend": backend, "max_memory": max_memory, "weights": None,
-                         "offset": None}
+                         "offset": None, "device": "cpu"}
         return model
 
     def with_criterion(self, reml: bool) -> LinearMixedModel:
@@ -119,11 +128,12 @@ class LinearMixedModel:
         other = copy.copy(self)
         other.reml = reml
         other.backend = _solver()[0](self.layout, self.crossprod, reml, self.backend.name, None,
-                                     self.options["max_memory"])
+                                     self.options["max_memory"], getattr(self.backend, "device", "cpu"))
         other.setup_seconds = 0.0
         return other
 
-    def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start, verbose=False, crossprod=None):
+    def _setup(self, formula, frame, reml, backend, group_codes, max_memory, start, verbose=False, crossprod=None,
+               device="cpu"):
         self.formula = formula
         self.reml = reml
         self.frame = frame
@@ -133,7 +143,7 @@ class LinearMixedModel:
             if crossprod is None:
                 crossprod = crossproducts(self.layout, frame.X, frame.y_offset, weights=frame.weights)
             self.crossprod = crossprod
-            self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory)
+            self.backend = make_backend(self.layout, self.crossprod, reml, backend, group_codes, max_memory, device)
         self.setup_seconds = time.perf_counter() - start
         if verbose:
             from .cost import describe
@@ -186,7 +196,8 @@ class LinearMixedModel:
 
 def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto",
         missing: str = "drop", backend: str = "auto", max_memory: float | None = None,
-        progress: bool | None = None, verbose: bool = False, weights=None, offset=None) -> LMMResults:
+        progress: bool | None = None, verbose: bool = False, weights=None, offset=None,
+        device: str = "cpu") -> LMMResults:
     """Fit a linear mixed model given by an lme4 formula.
 
     Parameters
@@ -220,11 +231,13 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, method: str = "auto
         Prior weights, a column or one value per row (lme4's ``weights``: residual variance σ²/wᵢ).
     offset : str or array-like, optional
         An offset, a column or one value per row, added to the formula's ``offset(...)`` terms.
+    device : {"cpu", "cuda", "auto"}
+        Where the blocked backend's dense block lives (see :class:`LinearMixedModel`).
 
     Returns
     -------
     LMMResults
     """
     model = LinearMixedModel(formula, data, reml=reml, missing=missing, backend=backend, max_memory=max_memory,
-                             verbose=verbose, weights=weights, offset=offset)
+                             verbose=verbose, weights=weights, offset=offset, device=device)
     return model.fit(method=method, progress=progress)

@@ -20,25 +20,34 @@ from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
 from .blocked import schur_factor_fill, BlockedBackend, dense_bytes, dense_order, schur_density, schur_pairs
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
+from .gpu import DEVICES, DeviceBlockedBackend, cuda_ops, device_bytes, gpu_wanted, resolve_device
 from .sparse import SparseBackend
 
 BACKENDS = ("auto", "dense", "blocked", "sparse")
 
-__all__ = ["BACKENDS", "BlockedBackend", "DenseBackend", "ProfiledBackend", "Solution", "SparseBackend",
-           "blocked_or_sparse", "make_backend"]
+__all__ = ["BACKENDS", "DEVICES", "BlockedBackend", "DenseBackend", "DeviceBlockedBackend", "ProfiledBackend",
+           "Solution", "SparseBackend", "blocked_or_sparse", "make_backend"]
 
 
 def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto",
-                 group_codes: np.ndarray | None = None, max_memory: float | None = None) -> ProfiledBackend:
+                 group_codes: np.ndarray | None = None, max_memory: float | None = None,
+                 device: str = "cpu") -> ProfiledBackend:
     """Build the requested backend ("auto": dense when nested and small, else blocked or sparse by the
     estimated cost of an iteration, :func:`~sparselmm.cost.prefer_blocked`).
 
     ``max_memory`` (bytes; default the available memory) bounds the factor:
     a larger model raises :class:`~sparselmm.errors.ModelSizeError` before
-    any numeric work.
+    any numeric work. ``device``: "cuda" puts the blocked backend's dense
+    block on the GPU (:class:`~sparselmm.backends.gpu.DeviceBlockedBackend`;
+    ``max_memory`` then bounds the GPU's arrays), "auto" does where CuPy finds
+    a GPU and the block is dense and large (:func:`~sparselmm.backends.gpu.gpu_wanted`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if resolve_device(device, backend) != "cpu" and gpu_wanted(device, layout, cp):
+        ops = cuda_ops()
+        if device == "cuda" or device_bytes(layout, cp) <= ops.free_memory():
+            return DeviceBlockedBackend(layout, cp, reml, max_memory, ops)
     if backend == "sparse":
         return SparseBackend(layout, cp, reml, max_memory)
     if backend == "blocked":

@@ -189,15 +189,9 @@ class BlockedBackend(ProfiledBackend):
         storage = choose_storage(layout, limit) if storage is None else storage
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
-        nbytes = dense_bytes(layout, storage)
         self._pairs = schur_pairs(layout, cp)
-        if nbytes > limit:
-            rest = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in layout.terms[1:])
-            seconds = blocked_iteration_seconds(m, self._pairs, layout.q)
-            refuse(f"The dense block of order {m:,} after {layout.terms[0].group} (terms {rest}; some "
-                   f"{format_seconds(seconds)} an iteration on this machine)", nbytes, limit,
-                   "Use backend='sparse', or fewer levels in the smaller crossed factors.")
-        self._q1, self._p1, self.storage = q1, p1, storage
+        self._q1, self._p1, self._m, self.storage = q1, p1, m, storage
+        self._check_memory(limit)
         self._rfp = storage == "packed"
         lptr, lidx, self._ptr, self._src, self._t1, self._t2 = _lower_pattern(layout, cp)
         self._lptr, self._lidx = lptr.astype(np.int64), lidx.astype(np.int32)
@@ -207,10 +201,7 @@ class BlockedBackend(ProfiledBackend):
         self._rval = np.empty(len(self._rpos))  # L21's values by rows, refilled by each Schur pass
         self._aval = np.empty(len(lidx))
         self._lval = np.zeros(len(lidx))
-        self._S = np.empty((m, m), order="F")
-        # S⁻¹'s lower triangle, flat (kernels.blocked_inverse): a view of an m × m array, or packed
-        self._Z22 = None if self._rfp else np.empty((m, m), order="F")
-        self._Z = np.empty(m * (m + 1) // 2) if self._rfp else self._Z22.reshape(-1, order="F")
+        self._allocate_dense()
         self._zval = np.empty(len(lidx))
         self._work = np.empty((q1 // p1, p1, p1))
         self._rhs = cp.ZtXy
@@ -221,22 +212,41 @@ class BlockedBackend(ProfiledBackend):
             k if parallel else kernels.serial(k)
             for k in (kernels.blocked_schur, kernels.blocked_forward, kernels.blocked_backward, kernels.blocked_inverse))
         self._inv_chunks = kernels.num_threads() if parallel else 1  # an accumulator of nnz(L21) each
+        self._z22_theta = self._inverse_theta = None
+
+    def _check_memory(self, limit: float) -> None:
+        """Refuse a dense block that would not fit ``limit`` bytes, before any numeric work."""
+        nbytes = dense_bytes(self.layout, self.storage)
+        if nbytes > limit:
+            layout, m = self.layout, self._m
+            rest = ", ".join(f"{t.group} ({t.nlevels} levels)" for t in layout.terms[1:])
+            seconds = blocked_iteration_seconds(m, self._pairs, layout.q)
+            refuse(f"The dense block of order {m:,} after {layout.terms[0].group} (terms {rest}; some "
+                   f"{format_seconds(seconds)} an iteration on this machine)", nbytes, limit,
+                   "Use backend='sparse', or fewer levels in the smaller crossed factors.")
+
+    def _allocate_dense(self) -> None:
+        """S (its factor in place), S⁻¹ and the Gram matrix M, in the process's memory."""
+        m = self._m
+        self._S = np.empty((m, m), order="F")
+        # S⁻¹'s lower triangle, flat (kernels.blocked_inverse): a view of an m × m array, or packed
+        self._Z22 = None if self._rfp else np.empty((m, m), order="F")
+        self._Z = np.empty(m * (m + 1) // 2) if self._rfp else self._Z22.reshape(-1, order="F")
         # the weighted Gram matrix of the gradient (scalar first term, full storage), made with S
         # (else M is not formed: a dummy, Fortran-ordered as the real one so that the Schur kernel
         # has one compiled signature; an empty array would be typed C-ordered)
-        self._gram = p1 == 1 and not self._rfp
+        self._gram = self._p1 == 1 and not self._rfp
         self._M = np.empty((m, m) if self._gram else (2, 2), order="F")
-        self._z22_theta = self._inverse_theta = None
 
     def estimate(self) -> Estimate:
         work = sum(a.nbytes for a in (self._lptr, self._lidx, self._ptr, self._src, self._t1, self._t2, self._rptr,
                                       self._rpos, self._rcol, self._rval, self._aval, self._lval, self._zval))
         return Estimate(dense_bytes(self.layout, self.storage) + work,
-                        blocked_iteration_seconds(self._S.shape[0], self._pairs, self.layout.q))
+                        blocked_iteration_seconds(self._m, self._pairs, self.layout.q))
 
     def describe(self) -> str:
         return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order "
-                f"{self._S.shape[0]:,} ({self.storage} storage)")
+                f"{self._m:,} ({self.storage} storage)")
 
     def _factor(self, theta):
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)

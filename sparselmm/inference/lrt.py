@@ -34,7 +34,8 @@ def _refit(result, formula: str, reml: bool):
     opts = model.options
     data = _needs_data(result)
     new = LinearMixedModel(formula, data, reml=reml, missing=opts["missing"], backend=opts["backend"],
-                           max_memory=opts["max_memory"], weights=opts["weights"], offset=opts["offset"])
+                           max_memory=opts["max_memory"], weights=opts["weights"], offset=opts["offset"],
+                           device=opts.get("device", "cpu"))
     return new.fit()
 
 

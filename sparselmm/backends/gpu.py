@@ -1,0 +1,295 @@
+"""The blocked backend with its dense block on a device: ``fit(..., device="cuda")``.
+
+The blocked backend's time on a large crossed design is the dense block S
+of order m: its Schur update (a pass over the pairs of rows of L21), its
+factor (m³/3 flops) and, per gradient, S⁻¹ (2m³/3) and a second pass over
+the pairs reading S⁻¹. :class:`DeviceBlockedBackend` keeps S's factor and
+S⁻¹ on a GPU and runs those four steps there; L11, L21 (one pass over the
+first term's levels), the solves' first block, the crossproducts and the
+driver stay on the CPU. Per factorization L's first columns go over (12
+bytes an entry of L21, with A22's entries), and per solve its m right-hand
+rows each way; S never leaves the device.
+
+The code here is written over an *ops* object holding the array module and
+six primitives (:class:`NumpyOps`; ``backends.cuda.CudaOps`` on a GPU), so
+that every machine's tests run the same orchestration against the CPU
+backend, and the CUDA source's index logic runs as C++ there too
+(``tests/test_cuda_source.py``).
+
+What is not on the device: the first term's level blocks of A⁻¹ for a
+vector first term, the traces of a boundary fit, the conditional variances
+and Kenward–Roger's dense A⁻¹ read a host copy of S⁻¹ through the CPU
+kernels (one transfer of m² entries per θ, memory of the process).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import kernels
+from ..cost import DENSE_SCHUR, Estimate
+from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
+from .blocked import BlockedBackend, dense_order, schur_density
+
+DEVICES = ("cpu", "cuda", "auto")
+
+#: ``device="auto"`` puts a dense block on the GPU from this order: below it, the CPU's LAPACK
+#: takes well under a second an iteration and the transfers and launches would eat the gain.
+GPU_MIN_ORDER = 4000
+
+
+class PairIndex(NamedTuple):
+    """L's first q1 columns and L21 by rows, where the ops run (see ``blocked_pairs.cu``)."""
+
+    lptr: object  # int64, q1 + 1
+    lidx: object  # int32, L's first q1 columns' rows
+    lval: object  # float64, their values (refilled by each factorization)
+    rpos: object  # int32, L21 by rows: positions in lidx/lval
+    rcol: object  # int32, their columns
+    xrow: object  # int32, their rows (less q1)
+
+
+class NumpyOps:
+    """The device's primitives in numpy on the CPU: the reference that ``CudaOps`` matches and
+    the tests' stand-in for the device (the same orchestration, every machine)."""
+
+    name = "cpu"
+    xp = np
+
+    def to_device(self, a):
+        return np.array(a)
+
+    def to_host(self, a, out=None):
+        if out is None:
+            return np.array(a)
+        out[...] = a
+        return out
+
+    def free_memory(self) -> float:
+        return memory_limit(None)
+
+    def square(self, m: int):
+        """An m × m float64 array in column-major order, and its flat view."""
+        flat = np.empty(m * m)
+        return flat.reshape((m, m), order="F"), flat
+
+    @staticmethod
+    def _pairs(index: PairIndex, q1: int, m: int):
+        """Every pair (entry x of L21, position f ≥ its own in its column): x, f and S's flat index."""
+        e = index.rpos.astype(np.int64)
+        lengths = index.lptr[index.rcol.astype(np.int64) + 1] - e
+        x = np.repeat(np.arange(len(e)), lengths)
+        first = np.cumsum(lengths) - lengths
+        f = np.arange(lengths.sum()) - first[x] + e[x]
+        return x, f, index.xrow[x].astype(np.int64) * m + index.lidx[f] - q1
+
+    def schur_pairs(self, S_flat, index: PairIndex, q1: int, m: int) -> None:
+        """S[s, r] −= L21[s, c] L21[r, c] over the pairs r ≤ s of each column c (``schur_pairs``)."""
+        x, f, at = self._pairs(index, q1, m)
+        lval = index.lval
+        S_flat -= np.bincount(at, lval[index.rpos[x]] * lval[f], minlength=m * m)
+
+    def gram_pairs(self, Sinv_flat, index: PairIndex, q1: int, m: int, w) -> float:
+        """Σ_c w_c l_c' S⁻¹ l_c, l_c = L21[:, c], from S⁻¹'s lower triangle (``gram_pairs``)."""
+        x, f, at = self._pairs(index, q1, m)
+        e = index.rpos.astype(np.int64)
+        z = Sinv_flat[at] * index.lval[f] * np.where(f == e[x], 1.0, 2.0)
+        return float(np.bincount(x, z, minlength=len(e)) @ (w[index.rcol] * index.lval[e]))
+
+    def potrf(self, S) -> None:
+        from ..lapack import cholesky
+
+        cholesky(S, lower=True)
+
+    def potri(self, L, out) -> None:
+        from ..lapack import cholesky_inverse
+
+        out[...] = L
+        cholesky_inverse(out, lower=True)
+
+    def solve(self, L, B, trans: bool = False):
+        from ..lapack import triangular_solve
+
+        return triangular_solve(L, B, lower=True, trans=trans)
+
+
+def cuda_ops():
+    """``CudaOps`` on the current GPU, or a :class:`~sparselmm.errors.DeviceError` saying what is missing."""
+    from .cuda import CudaOps
+
+    return CudaOps()
+
+
+def resolve_device(device: str, backend: str) -> str:
+    """Check ``device`` against ``backend`` before any work: "cpu", "cuda" or "auto"; for "cuda",
+    that CuPy finds a GPU (:class:`~sparselmm.errors.DeviceError` if not)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if device == "cuda" and backend not in ("auto", "blocked"):
+        raise ValueError(f"device='cuda' runs the blocked backend's dense block on the GPU; backend={backend!r} "
+                         "runs on the CPU: use backend='blocked' (or 'auto') with it")
+    if device == "cuda":
+        from .cuda import require_cupy
+
+        require_cupy()
+    return device
+
+
+def gpu_wanted(device: str, layout, cp) -> bool:
+    """Whether the dense block goes on the GPU: always for "cuda"; for "auto" where the block is of
+    order :data:`GPU_MIN_ORDER` or more, full enough for the blocked backend
+    (``cost.DENSE_SCHUR``) and CuPy finds a device."""
+    if device == "cuda":
+        return True
+    if device != "auto" or dense_order(layout) < GPU_MIN_ORDER or schur_density(layout, cp) < DENSE_SCHUR:
+        return False
+    from .cuda import gpu_available
+
+    return gpu_available()
+
+
+def device_bytes(layout, cp) -> float:
+    """Device memory of :class:`DeviceBlockedBackend`: S's factor and S⁻¹ (m² each), L's first
+    columns (12 bytes an entry) and L21 by rows (12 bytes an entry) and the gradient's pass (8)."""
+    q1 = int(layout.col_offset[1])
+    m, p1 = layout.q - q1, int(layout.p[0])
+    ZtZ = cp.ZtZ
+    l21 = float((ZtZ.indices[:ZtZ.indptr[q1]] >= q1).sum())
+    n1 = l21 + q1 * (p1 + 1) / 2
+    return DENSE_BYTES_PER_ENTRY * 2.0 * m * m + 12 * n1 + 20 * l21 + 16 * (q1 + 1)
+
+
+class DeviceBlockedBackend(BlockedBackend):
+    """The blocked backend (:class:`~sparselmm.backends.blocked.BlockedBackend`) with S's factor, S⁻¹
+    and the passes over L21's pairs on a device.
+
+    Parameters
+    ----------
+    layout, cp, reml, max_memory, parallel
+        As the blocked backend's; ``max_memory`` bounds the device's arrays (by default its free memory).
+    ops : NumpyOps or CudaOps
+        The device's array module and primitives.
+    """
+
+    def __init__(self, layout, cp, reml: bool = True, max_memory: float | None = None, ops=None,
+                 parallel: bool | None = None):
+        self.ops = NumpyOps() if ops is None else ops
+        self.device = self.ops.name
+        self._device_limit = float(max_memory) if max_memory is not None else self.ops.free_memory()
+        super().__init__(layout, cp, reml, None, "full", parallel)
+        q1, m = self._q1, self._m
+        to = self.ops.to_device
+        n1 = int(self._lptr[q1])
+        self._n1 = n1
+        xrow = np.repeat(np.arange(m, dtype=np.int32), np.diff(self._rptr))
+        self._index = PairIndex(to(self._lptr[:q1 + 1]), to(self._lidx[:n1]), to(self._lval[:n1]),
+                                to(self._rpos), to(self._rcol), to(xrow))
+        # A22's lower entries: positions in A's pattern, and their flat index in S (one per entry)
+        cols = np.repeat(np.arange(m), np.diff(self._lptr[q1:]))
+        self._a22 = np.arange(n1, len(self._lidx))
+        self._a22_at = to(self._lidx[n1:].astype(np.int64) - q1 + cols * m)
+        self._diag_at = to(np.arange(m, dtype=np.int64) * (m + 1))
+        # the trailing terms' level blocks of S⁻¹, as flat indices of its lower triangle
+        self._blocks_at = []
+        for k in range(1, len(layout.terms)):
+            p, nl = layout.p[k], layout.nlevels[k]
+            base = layout.col_offset[k] - q1 + np.arange(nl) * p
+            a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+            i, j = base[:, None, None] + a[None], base[:, None, None] + b[None]
+            self._blocks_at.append(to((np.maximum(i, j) + np.minimum(i, j) * m).ravel()))
+        self._dinv = self._dinv_flat = self._dinv_theta = None
+
+    def _check_memory(self, limit: float) -> None:
+        nbytes = device_bytes(self.layout, self.cp)
+        if nbytes > self._device_limit:
+            refuse(f"The dense block of order {self._m:,} on the {self.ops.name} device (S's factor and S⁻¹)",
+                   nbytes, self._device_limit, "Use device='cpu', or fewer levels in the smaller crossed factors.")
+
+    def _allocate_dense(self) -> None:
+        self._S, self._S_flat = self.ops.square(self._m)  # on the device
+        self._Z22 = self._Z = None  # a host copy of S⁻¹, made when a CPU kernel needs it
+        self._gram = False
+        self._M = np.empty((2, 2), order="F")
+
+    def estimate(self) -> Estimate:
+        base = super().estimate()
+        return Estimate(device_bytes(self.layout, self.cp), base.seconds)
+
+    def describe(self) -> str:
+        return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order "
+                f"{self._m:,} on the {self.ops.name} device")
+
+    def _factor(self, theta):
+        kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
+        lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
+        logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
+        self._rval[:] = self._lval[self._rpos]  # L21 by rows, for the forward solves on the CPU
+        xp, ops = self.ops.xp, self.ops
+        self._index.lval[...] = ops.to_device(self._lval[:self._n1])
+        S = self._S_flat
+        S.fill(0.0)
+        S[self._diag_at] = 1.0
+        S[self._a22_at] += ops.to_device(self._aval[self._a22])
+        ops.schur_pairs(S, self._index, q1, self._m)
+        self._dinv_theta = self._z22_theta = self._inverse_theta = None
+        ops.potrf(self._S)
+        logdet += 2.0 * float(xp.log(xp.diagonal(self._S)).sum())
+        C = self._forward(self.layout.lambda_t_times(theta, self._rhs))
+        return logdet, C, C.T @ C
+
+    def _forward(self, B):
+        self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rval, self._rcol, B)
+        q1 = self._q1
+        if B.shape[0] > q1:
+            B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:])))
+        return B
+
+    def _back_solve(self, v):
+        B = np.array(v, dtype=float, order="C")
+        if B.ndim == 1:
+            return self._back_solve(B[:, None])[:, 0]
+        q1 = self._q1
+        if B.shape[0] > q1:
+            B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:]), trans=True))
+        self._bwd(self._lptr, self._lidx, self._lval, q1, self._p1, B)
+        return B
+
+    def _device_inverse(self, theta):
+        """S⁻¹'s lower triangle at θ on the device (flat, column-major); once per θ."""
+        self._update(theta)
+        if self._dinv_theta is None or not np.array_equal(self._dinv_theta, self._theta):
+            if self._dinv is None:
+                self._dinv, self._dinv_flat = self.ops.square(self._m)
+            self.ops.potri(self._S, self._dinv)
+            self._dinv_theta = self._theta.copy()
+        return self._dinv_flat
+
+    def _inverse_S(self, theta):
+        """A host copy of S⁻¹ for the CPU kernels (the first term's blocks when they are not scalar,
+        boundary traces, conditional variances, the dense A⁻¹)."""
+        Sinv = self._device_inverse(theta)
+        if self._z22_theta is None or not np.array_equal(self._z22_theta, self._theta):
+            if self._Z22 is None:
+                self._Z22 = np.empty((self._m, self._m), order="F")
+                self._Z = self._Z22.reshape(-1, order="F")
+            self.ops.to_host(Sinv, out=self._Z)
+            self._z22_theta = self._theta.copy()
+        return self._Z
+
+    def _level_block_sums(self, theta):
+        """Σ_l A⁻¹_ll per term on the device for a scalar first term (see
+        ``BlockedBackend._level_block_sums``: Σ_i 1/d_i² + Σ_i l_i'S⁻¹l_i/d_i², the second a pass
+        over L21's pairs reading S⁻¹); the trailing terms' blocks read from S⁻¹ there."""
+        if self._p1 != 1:
+            return super()._level_block_sums(theta)
+        Sinv = self._device_inverse(theta)
+        ops, q1 = self.ops, self._q1
+        w = 1.0 / self._lval[self._lptr[:q1]] ** 2
+        first = w.sum() + ops.gram_pairs(Sinv, self._index, q1, self._m, ops.to_device(w))
+        sums = [np.array([[first]])]
+        for k, at in enumerate(self._blocks_at, start=1):
+            p, nl = self.layout.p[k], self.layout.nlevels[k]
+            sums.append(ops.to_host(Sinv[at]).reshape(nl, p, p).sum(axis=0))
+        return sums
