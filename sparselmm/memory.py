@@ -63,7 +63,8 @@ def refuse(what: str, nbytes: float, limit: float, advice: str, at_least: bool =
     at the limit), against what, and what to change."""
     need = f"more than {nbytes / 2**30:.2f} GiB" if at_least else f"about {nbytes / 2**30:.2f} GiB"
     gpu = gpu_name()
-    gpu = f" This machine has a GPU ({gpu}), which sparselmm does not use: it fits on the CPU only." if gpu else ""
+    gpu = (f" This machine has a GPU ({gpu}): device='cuda' puts a crossed design's dense block on it "
+           "(CuPy, the [gpu] extra)." if gpu else "")
     raise ModelSizeError(
         f"{what} would need {need}, more than the {limit / 2**30:.2f} GiB allowed. "
         f"{advice} To try anyway, pass a larger max_memory (in bytes).{gpu}",

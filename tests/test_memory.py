@@ -133,9 +133,9 @@ def test_dense_cost_is_measured_on_this_machine():
 
 
 def test_size_error_names_a_gpu_when_there_is_one(monkeypatch):
-    """Where NVIDIA's driver lists a GPU, the size error says it is there and not used."""
+    """Where NVIDIA's driver lists a GPU, the size error says it is there and how to use it."""
     monkeypatch.setattr(sparselmm.memory, "gpu_name", lambda: "Tesla T4")
-    with pytest.raises(ModelSizeError, match=r"GPU \(Tesla T4\), which sparselmm does not use"):
+    with pytest.raises(ModelSizeError, match=r"GPU \(Tesla T4\): device=.cuda. puts"):
         sparselmm.LinearMixedModel("y ~ 1 + (1|a) + (1|b)", crossed(), max_memory=1e5, backend="blocked")
     monkeypatch.setattr(sparselmm.memory, "gpu_name", lambda: None)
     with pytest.raises(ModelSizeError) as err:

@@ -31,7 +31,7 @@ import numpy as np
 from .. import kernels
 from ..cost import DENSE_SCHUR, Estimate
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
-from .blocked import BlockedBackend, dense_order, schur_density
+from .blocked import BlockedBackend, dense_order, schur_density, schur_factor_fill, schur_pairs
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -139,12 +139,16 @@ def resolve_device(device: str, backend: str) -> str:
 
 def gpu_wanted(device: str, layout, cp) -> bool:
     """Whether the dense block goes on the GPU: always for "cuda"; for "auto" where the block is of
-    order :data:`GPU_MIN_ORDER` or more, full enough for the blocked backend
-    (``cost.DENSE_SCHUR``) and CuPy finds a device."""
+    order :data:`GPU_MIN_ORDER` or more, dense or with a factor that fills in to dense
+    (``cost.DENSE_SCHUR``: the blocked backend's case), and CuPy finds a device."""
     if device == "cuda":
         return True
-    if device != "auto" or dense_order(layout) < GPU_MIN_ORDER or schur_density(layout, cp) < DENSE_SCHUR:
+    if device != "auto" or dense_order(layout) < GPU_MIN_ORDER:
         return False
+    if schur_density(layout, cp) < DENSE_SCHUR:
+        fill = schur_factor_fill(layout, cp, schur_pairs(layout, cp))
+        if fill is None or fill < DENSE_SCHUR:
+            return False
     from .cuda import gpu_available
 
     return gpu_available()

@@ -1,0 +1,241 @@
+"""The blocked backend with its dense block on a device (``backends.gpu``).
+
+On every machine ``DeviceBlockedBackend`` runs on ``NumpyOps`` (the device's primitives in numpy)
+against the CPU's ``BlockedBackend`` on the same crossproducts: objective, gradient, level-block
+sums, conditional variances, solutions, EM steps and whole fits, on scalar and vector first and
+trailing terms, weights and a boundary θ; and the choice of device (errors without CuPy, "auto").
+The tests marked ``gpu`` run the same checks on ``CudaOps`` where CuPy finds a GPU (designs up to
+5,000 wide: objective and gradient to 1e-9), and are skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sparselmm
+from sparselmm import DeviceError
+from sparselmm.backends import BlockedBackend, DeviceBlockedBackend, gpu
+from sparselmm.backends.cuda import gpu_available
+from sparselmm.backends.gpu import NumpyOps
+from sparselmm.datasets import load_insteval, simulate_ratings
+
+HAS_GPU = gpu_available()
+needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs CuPy and a CUDA device")
+
+
+def _ratings(n, users, items, seed, slope=False, weights=False):
+    data = simulate_ratings(n, users, items, seed=seed)
+    rng = np.random.default_rng(seed)
+    if slope:
+        data["x"] = rng.normal(size=len(data))
+    if weights:
+        data["w"] = rng.uniform(0.5, 2.0, size=len(data))
+    return data
+
+
+DESIGNS = {  # formula, data: scalar and vector terms first and last, prior weights
+    "scalar": ("rating ~ 1 + (1|user) + (1|item)", lambda: _ratings(20_000, 1_500, 400, 1)),
+    "vector first": ("rating ~ x + (1 + x|user) + (1|item)", lambda: _ratings(20_000, 1_500, 300, 2, slope=True)),
+    "vector last": ("rating ~ 1 + (1|user) + (1 + x|item)", lambda: _ratings(20_000, 1_500, 200, 3, slope=True)),
+    "weighted": ("rating ~ 1 + (1|user) + (1|item)", lambda: _ratings(20_000, 1_500, 300, 4, weights=True)),
+}
+
+
+def _model(name, reml):
+    formula, data = DESIGNS[name]
+    frame = data()
+    return sparselmm.LinearMixedModel(formula, frame, reml=reml, backend="blocked",
+                                      weights="w" if "w" in frame else None)
+
+
+def _pair(model, ops):
+    return model.backend, DeviceBlockedBackend(model.layout, model.crossprod, model.reml, ops=ops)
+
+
+def assert_backends_agree(cpu, dev, thetas, rtol=1e-10):
+    for theta in thetas:
+        f = cpu.objective(theta)
+        assert dev.objective(theta) == pytest.approx(f, rel=rtol)
+        g = cpu.gradient(theta)
+        assert np.linalg.norm(dev.gradient(theta) - g) <= rtol * max(np.linalg.norm(g), 1.0)
+        for a, b in zip(dev.level_block_sums(theta), cpu.level_block_sums(theta)):
+            np.testing.assert_allclose(a, b, rtol=rtol)
+        s, t = cpu.solution(theta), dev.solution(theta)
+        np.testing.assert_allclose(t.beta, s.beta, rtol=rtol, atol=1e-12)
+        np.testing.assert_allclose(t.u, s.u, rtol=rtol, atol=1e-10)
+        np.testing.assert_allclose(dev.em_step(theta), cpu.em_step(theta), rtol=rtol)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_numpy_device_matches_cpu(name, reml):
+    model = _model(name, reml)
+    cpu, dev = _pair(model, NumpyOps())
+    rng = np.random.default_rng(len(name))
+    thetas = [model.theta0, rng.uniform(0.2, 1.5, model.layout.ntheta)]
+    assert_backends_agree(cpu, dev, thetas)
+    for a, b in zip(dev.cond_var(thetas[1]), cpu.cond_var(thetas[1])):  # through the host copy of S⁻¹
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
+
+
+def test_numpy_device_boundary_and_dense_inverse():
+    """A singular T (the traces' general form reads A⁻¹ on Z'Z's pattern) and the dense A⁻¹."""
+    model = _model("vector last", reml=True)
+    cpu, dev = _pair(model, NumpyOps())
+    theta = np.array([0.8, 0.6, 0.3, 0.0])  # the item slope's variance on the boundary
+    assert dev.objective(theta) == pytest.approx(cpu.objective(theta), rel=1e-12)
+    np.testing.assert_allclose(dev.gradient(theta), cpu.gradient(theta), rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(dev.dense_inverse(theta), cpu.dense_inverse(theta), rtol=1e-10, atol=1e-14)
+
+
+def test_numpy_device_fit_matches_cpu():
+    """A whole fit (EM, Newton, the last gradient) on the device's path: the CPU's optimum."""
+    data = load_insteval()
+    formula = "y ~ 1 + service + (1|s) + (1|d) + (1|dept)"
+    want = sparselmm.fit(formula, data, reml=False, backend="blocked")
+    model = sparselmm.LinearMixedModel(formula, data, reml=False, backend="blocked")
+    model.backend = DeviceBlockedBackend(model.layout, model.crossprod, False, ops=NumpyOps())
+    got = model.fit()
+    assert got.objective == pytest.approx(want.objective, rel=1e-12)
+    np.testing.assert_allclose(got.theta, want.theta, rtol=1e-8)
+    np.testing.assert_allclose(got.fe_params, want.fe_params, rtol=1e-9)
+    assert "device" in model.backend.describe()
+
+
+def test_square_is_a_view():
+    S, flat = NumpyOps().square(5)
+    flat[7] = 3.0  # row 2, column 1 in column-major order
+    assert S[2, 1] == 3.0 and S.flags.f_contiguous
+
+
+# --- the choice of device ------------------------------------------------------------------------
+
+def _small():
+    return simulate_ratings(3_000, 200, 50, seed=0)
+
+
+def test_bad_device_names_the_choices():
+    data = _small()
+    before = data.copy()
+    with pytest.raises(ValueError, match="device must be one of"):
+        sparselmm.fit("rating ~ 1 + (1|user) + (1|item)", data, device="gpu")
+    with pytest.raises(ValueError, match="runs the blocked backend"):
+        sparselmm.fit("rating ~ 1 + (1|user) + (1|item)", data, device="cuda", backend="sparse")
+    pd.testing.assert_frame_equal(data, before)
+
+
+@pytest.mark.skipif(HAS_GPU, reason="a GPU is here")
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    """Raised before the crossproducts; the CPU path ("cpu", "auto") fits as before."""
+    from sparselmm import crossprod
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the crossproducts were computed before the device was checked")
+
+    monkeypatch.setattr(crossprod, "crossproducts", fail)
+    with pytest.raises(DeviceError, match="CuPy|CUDA"):
+        sparselmm.fit("rating ~ 1 + (1|user) + (1|item)", _small(), device="cuda")
+
+
+@pytest.mark.skipif(HAS_GPU, reason="a GPU is here")
+def test_auto_without_a_gpu_is_the_cpu():
+    model = sparselmm.LinearMixedModel("rating ~ 1 + (1|user) + (1|item)", _small(), device="auto")
+    assert not isinstance(model.backend, DeviceBlockedBackend)
+    assert model.backend.name == "blocked"
+
+
+def test_auto_takes_a_large_dense_block(monkeypatch):
+    """With a GPU (stood in for by NumpyOps): a dense block from GPU_MIN_ORDER goes on it, a
+    smaller one and a nested design stay on the CPU."""
+    from sparselmm.backends import cuda
+
+    monkeypatch.setattr(cuda, "gpu_available", lambda: True)
+    monkeypatch.setattr(gpu, "cuda_ops", NumpyOps)
+    import sparselmm.backends as backends
+
+    monkeypatch.setattr(backends, "cuda_ops", NumpyOps)
+    data = load_insteval()
+    formula = "y ~ 1 + service + (1|s) + (1|d) + (1|dept)"  # a dense block of order 1,142
+    m = sparselmm.LinearMixedModel(formula, data, reml=False, device="auto").backend
+    assert isinstance(m, BlockedBackend) and not isinstance(m, DeviceBlockedBackend)
+    monkeypatch.setattr(gpu, "GPU_MIN_ORDER", 1_000)
+    m = sparselmm.LinearMixedModel(formula, data, reml=False, device="auto").backend
+    assert isinstance(m, DeviceBlockedBackend)
+    nested = sparselmm.datasets.simulate_nested(2_000, seed=0)
+    m = sparselmm.LinearMixedModel(sparselmm.datasets.NESTED_FORMULA, nested, device="auto").backend
+    assert m.name == "dense"
+
+
+def test_device_memory_is_checked_first():
+    from sparselmm.errors import ModelSizeError
+
+    model = _model("scalar", reml=False)
+    with pytest.raises(ModelSizeError, match="on the cpu device"):
+        DeviceBlockedBackend(model.layout, model.crossprod, False, max_memory=1e5, ops=NumpyOps())
+
+
+# --- on a GPU --------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_cuda_matches_cpu(name, reml):
+    from sparselmm.backends.cuda import CudaOps
+
+    model = _model(name, reml)
+    cpu, dev = _pair(model, CudaOps())
+    rng = np.random.default_rng(len(name))
+    assert_backends_agree(cpu, dev, [model.theta0, rng.uniform(0.2, 1.5, model.layout.ntheta)], rtol=1e-9)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_cuda_5000_wide_and_fit():
+    """A dense block of order 5,000: objective and gradient to 1e-9, and a whole fit via device='cuda'."""
+    from sparselmm.backends.cuda import CudaOps
+
+    data = simulate_ratings(300_000, 4_000, 5_000, seed=5)
+    formula = "rating ~ 1 + (1|user) + (1|item)"
+    model = sparselmm.LinearMixedModel(formula, data, reml=False, backend="blocked")
+    cpu, dev = _pair(model, CudaOps())
+    assert dev._m == 5_000
+    for theta in (model.theta0, np.array([0.6, 0.5])):
+        assert dev.objective(theta) == pytest.approx(cpu.objective(theta), rel=1e-9)
+        g = cpu.gradient(theta)
+        assert np.linalg.norm(dev.gradient(theta) - g) <= 1e-9 * np.linalg.norm(g)
+    want = model.fit()
+    got = sparselmm.fit(formula, data, reml=False, device="cuda")
+    assert isinstance(got.model.backend, DeviceBlockedBackend)
+    assert got.objective == pytest.approx(want.objective, rel=1e-10)
+    np.testing.assert_allclose(got.theta, want.theta, rtol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_cuda_primitives_match_numpy():
+    from sparselmm.backends.cuda import CudaOps
+
+    ops, ref = CudaOps(), NumpyOps()
+    rng = np.random.default_rng(7)
+    m = 700
+    G = rng.standard_normal((m, m))
+    A = np.asfortranarray(G @ G.T + m * np.eye(m))
+    L, Lf = ops.square(m)
+    Lf[...] = ops.to_device(A.reshape(-1, order="F"))
+    ops.potrf(L)
+    want = A.copy(order="F")
+    ref.potrf(want)
+    low = np.tril_indices(m)
+    np.testing.assert_allclose(ops.to_host(L)[low], want[low], rtol=1e-12, atol=1e-12)
+    inv, _ = ops.square(m)
+    ops.potri(L, inv)
+    np.testing.assert_allclose(ops.to_host(inv)[low], np.linalg.inv(A)[low], rtol=1e-9, atol=1e-15)
+    B = rng.standard_normal((m, 3))
+    for trans in (False, True):
+        np.testing.assert_allclose(ops.to_host(ops.solve(L, ops.to_device(B), trans)), ref.solve(want, B, trans),
+                                   rtol=1e-10, atol=1e-12)
