@@ -232,9 +232,10 @@ def test_cuda_primitives_match_numpy():
     ref.potrf(want)
     low = np.tril_indices(m)
     np.testing.assert_allclose(ops.to_host(L)[low], want[low], rtol=1e-12, atol=1e-12)
-    inv, _ = ops.square(m)
-    ops.potri(L, inv)
-    np.testing.assert_allclose(ops.to_host(inv)[low], np.linalg.inv(A)[low], rtol=1e-9, atol=1e-15)
+    for via in ("potri", "trtri"):  # the second is the way of blocks of 2³¹ entries or more
+        inv, _ = ops.square(m)
+        ops.potri(L, inv, via=via)
+        np.testing.assert_allclose(ops.to_host(inv)[low], np.linalg.inv(A)[low], rtol=1e-9, atol=1e-15, err_msg=via)
     B = rng.standard_normal((m, 3))
     for trans in (False, True):
         np.testing.assert_allclose(ops.to_host(ops.solve(L, ops.to_device(B), trans)), ref.solve(want, B, trans),

@@ -1,9 +1,10 @@
 """The device primitives of ``backends.gpu`` on an NVIDIA GPU, through CuPy (the ``[gpu]`` extra).
 
-cuSOLVER's ``potrf`` factors S in place; S⁻¹ comes from cuSOLVER's
-``potri`` (reached through ctypes in the library CuPy loaded: CuPy does not
-wrap it) or, where that is missing, from a triangular solve of the identity
-and one product; the solves are cuBLAS ``trsm`` (``cupyx``). The two passes
+cuSOLVER factors S in place (``Xpotrf``, its 64-bit API); S⁻¹ comes from
+``potri`` below 2³¹ entries, else from the 64-bit ``Xtrtri`` into a third
+m × m array and one cuBLAS ``syrk`` (cuSOLVER reached through ctypes in the
+library CuPy loaded: CuPy wraps neither ``potri`` nor the 64-bit API); the
+solves are cuBLAS ``trsm`` (``cupyx``). The two passes
 over the pairs of rows of L21 are the kernels of ``blocked_pairs.cu``.
 Nothing here is imported by ``import sparselmm`` or by a CPU fit.
 """
@@ -15,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from .gpu import LARGE_ENTRIES
 
 #: cuBLAS's fill mode of the lower triangle (cublasFillMode_t).
 _LOWER = 0
@@ -52,23 +55,55 @@ def require_cupy():
     return cupy
 
 
+#: cudaDataType's CUDA_R_64F and cublasDiagType_t's CUBLAS_DIAG_NON_UNIT.
+_R_64F, _NON_UNIT = 1, 0
+
+
 @lru_cache(maxsize=1)
-def _potri():
-    """cuSOLVER's ``cusolverDnDpotri_bufferSize`` and ``cusolverDnDpotri`` from the library CuPy
-    loaded (found in the process's mappings), or None."""
+def _cusolver_library():
+    """The cuSOLVER library CuPy loaded (found in the process's mappings), through ctypes, or None:
+    for ``potri`` (which CuPy does not wrap) and the 64-bit ``Xpotrf`` and ``Xtrtri``."""
     try:
+        import cupy
+
+        cupy.cuda.device.get_cusolver_handle()  # the library is mapped once a handle exists
         with open("/proc/self/maps") as fh:
             path = next((line.split()[-1] for line in fh if "libcusolver.so" in line), None)
-        if path is None:
-            return None
-        lib = ctypes.CDLL(path)
-        size, potri = lib.cusolverDnDpotri_bufferSize, lib.cusolverDnDpotri
-    except (OSError, AttributeError):
+        return None if path is None else ctypes.CDLL(path)
+    except Exception:  # no CuPy or no device: nothing to call
         return None
-    vp, i = ctypes.c_void_p, ctypes.c_int
-    size.argtypes, size.restype = [vp, i, i, vp, i, ctypes.POINTER(i)], i
-    potri.argtypes, potri.restype = [vp, i, i, vp, i, vp, i, vp], i
-    return size, potri
+
+
+def _routine(name: str, argtypes):
+    """``name`` from :func:`_cusolver_library` with its argument types, or None."""
+    lib = _cusolver_library()
+    fn = getattr(lib, name, None) if lib is not None else None
+    if fn is not None:
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
+
+
+_P, _I, _L, _S = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_size_t
+_SIGNATURES = {
+    "cusolverDnDpotri_bufferSize": [_P, _I, _I, _P, _I, ctypes.POINTER(_I)],
+    "cusolverDnDpotri": [_P, _I, _I, _P, _I, _P, _I, _P],
+    "cusolverDnCreateParams": [ctypes.POINTER(_P)],
+    "cusolverDnXpotrf_bufferSize": [_P, _P, _I, _L, _I, _P, _L, _I, ctypes.POINTER(_S), ctypes.POINTER(_S)],
+    "cusolverDnXpotrf": [_P, _P, _I, _L, _I, _P, _L, _I, _P, _S, _P, _S, _P],
+    "cusolverDnXtrtri_bufferSize": [_P, _I, _I, _L, _I, _P, _L, ctypes.POINTER(_S), ctypes.POINTER(_S)],
+    "cusolverDnXtrtri": [_P, _I, _I, _L, _I, _P, _L, _P, _S, _P, _S, _P],
+}
+
+
+def _call(name: str, *args) -> None:
+    status = _routine(name, _SIGNATURES[name])(*args)
+    if status:
+        raise RuntimeError(f"{name} returned status {status}")
+
+
+def has(name: str) -> bool:
+    """Whether the loaded cuSOLVER has ``name``."""
+    return _routine(name, _SIGNATURES[name]) is not None
 
 
 class CudaOps:
@@ -87,6 +122,10 @@ class CudaOps:
         device = cupy.cuda.Device()
         self._max_blocks = _BLOCKS_PER_SM * int(device.attributes["MultiProcessorCount"])
         self.device_name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"].decode()
+        self._solver_params = self._scratch = None
+        # the strict upper triangle of a column-major n × n array, flat: zero
+        self._zero_upper = cupy.ElementwiseKernel("int64 n", "float64 x", "if (i % n < i / n) x = 0.0;",
+                                                  "sparselmm_zero_upper")
 
     def to_device(self, a):
         return self.xp.asarray(np.ascontiguousarray(a))
@@ -128,42 +167,87 @@ class CudaOps:
     def _handle(self) -> int:
         return self.xp.cuda.device.get_cusolver_handle()
 
+    def synchronize(self) -> None:
+        self.xp.cuda.Device().synchronize()
+
+    def upload(self, dst, host) -> None:
+        """Host values into the device array ``dst`` (same size), without a temporary there."""
+        dst.set(np.ascontiguousarray(host, dtype=dst.dtype).reshape(dst.shape))
+
     def _check(self, routine: str, info) -> None:
         value = int(info.get()[0])
         if value:
             raise np.linalg.LinAlgError(f"{routine} failed with info={value}")
 
     def potrf(self, S) -> None:
+        """S's Cholesky factor in its lower triangle, in place: the 64-bit ``cusolverDnXpotrf`` where
+        the library has it (the one for matrices of 2³¹ entries or more), else CuPy's ``dpotrf``."""
         n = S.shape[0]
         if n == 0:
             return
-        cs, handle = self._cusolver, self._handle()
-        lwork = cs.dpotrf_bufferSize(handle, _LOWER, n, S.data.ptr, n)
-        work, info = self.xp.empty(max(lwork, 1)), self.xp.zeros(1, dtype=np.int32)
-        cs.dpotrf(handle, _LOWER, n, S.data.ptr, n, work.data.ptr, lwork, info.data.ptr)
-        self._check("cusolverDnDpotrf", info)
+        info = self.xp.zeros(1, dtype=np.int32)
+        if has("cusolverDnXpotrf"):
+            params, dev, host = self._params(), _S(0), _S(0)
+            _call("cusolverDnXpotrf_bufferSize", self._handle(), params, _LOWER, n, _R_64F, S.data.ptr, n, _R_64F,
+                  ctypes.byref(dev), ctypes.byref(host))
+            work, hwork = self.xp.empty(max(dev.value, 1), dtype=np.uint8), np.empty(max(host.value, 1), np.uint8)
+            _call("cusolverDnXpotrf", self._handle(), params, _LOWER, n, _R_64F, S.data.ptr, n, _R_64F,
+                  work.data.ptr, dev.value, hwork.ctypes.data, host.value, info.data.ptr)
+        else:
+            cs, handle = self._cusolver, self._handle()
+            lwork = cs.dpotrf_bufferSize(handle, _LOWER, n, S.data.ptr, n)
+            work = self.xp.empty(max(lwork, 1))
+            cs.dpotrf(handle, _LOWER, n, S.data.ptr, n, work.data.ptr, lwork, info.data.ptr)
+        self._check("potrf", info)
 
-    def potri(self, L, out) -> None:
+    def _params(self):
+        if self._solver_params is None:
+            params = _P()
+            _call("cusolverDnCreateParams", ctypes.byref(params))
+            self._solver_params = params
+        return self._solver_params
+
+    def potri(self, L, out, via: str | None = None) -> None:
+        """S⁻¹'s lower triangle into ``out`` from S's factor L: cuSOLVER's ``potri`` in place (below
+        :data:`LARGE_ENTRIES`), else L⁻¹ by the 64-bit ``Xtrtri`` into a third m × m array (kept)
+        and S⁻¹ = L⁻ᵀL⁻¹ by one ``syrk``; without either, a triangular solve of I. ``via``
+        ("potri" or "trtri") forces a way (tests)."""
         n = L.shape[0]
         if n == 0:
             return
-        out[...] = L
-        routines = _potri()
-        if routines is None:  # L⁻¹ by a triangular solve of I, then L⁻ᵀL⁻¹ (one more m × m array)
+        info = self.xp.zeros(1, dtype=np.int32)
+        if via is None:
+            via = "potri" if n * n < LARGE_ENTRIES and has("cusolverDnDpotri") else "trtri"
+        if via == "potri":
+            out[...] = L
+            lwork = _I(0)
+            _call("cusolverDnDpotri_bufferSize", self._handle(), _LOWER, n, out.data.ptr, n, ctypes.byref(lwork))
+            work = self.xp.empty(max(lwork.value, 1))
+            _call("cusolverDnDpotri", self._handle(), _LOWER, n, out.data.ptr, n, work.data.ptr, lwork.value,
+                  info.data.ptr)
+            self._check("potri", info)
+            return
+        if self._scratch is None or self._scratch[0].shape[0] != n:
+            self._scratch = self.square(n)
+        X, X_flat = self._scratch
+        X[...] = L
+        self._zero_upper(np.int64(n), X_flat)  # syrk reads all of X
+        if has("cusolverDnXtrtri"):
+            dev, host = _S(0), _S(0)
+            _call("cusolverDnXtrtri_bufferSize", self._handle(), _LOWER, _NON_UNIT, n, _R_64F, X.data.ptr, n,
+                  ctypes.byref(dev), ctypes.byref(host))
+            work, hwork = self.xp.empty(max(dev.value, 1), dtype=np.uint8), np.empty(max(host.value, 1), np.uint8)
+            _call("cusolverDnXtrtri", self._handle(), _LOWER, _NON_UNIT, n, _R_64F, X.data.ptr, n, work.data.ptr,
+                  dev.value, hwork.ctypes.data, host.value, info.data.ptr)
+            self._check("trtri", info)
+        else:
             from cupyx.scipy.linalg import solve_triangular
 
-            out[...] = self.xp.eye(n)
-            X = solve_triangular(L, out, lower=True, overwrite_b=True)
-            out[...] = X.T @ X
-            return
-        size, potri = routines
-        handle, lwork = self._handle(), ctypes.c_int(0)
-        if size(handle, _LOWER, n, out.data.ptr, n, ctypes.byref(lwork)):
-            raise RuntimeError("cusolverDnDpotri_bufferSize failed")
-        work, info = self.xp.empty(max(lwork.value, 1)), self.xp.zeros(1, dtype=np.int32)
-        if potri(handle, _LOWER, n, out.data.ptr, n, work.data.ptr, lwork.value, info.data.ptr):
-            raise RuntimeError("cusolverDnDpotri failed")
-        self._check("cusolverDnDpotri", info)
+            X[...] = self.xp.eye(n)
+            solve_triangular(L, X, lower=True, overwrite_b=True)
+        from cupy import cublas
+
+        cublas.syrk("T", X, out=out, alpha=1.0, beta=0.0, lower=True)
 
     def solve(self, L, B, trans: bool = False):
         from cupyx.scipy.linalg import solve_triangular

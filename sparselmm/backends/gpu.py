@@ -24,6 +24,8 @@ kernels (one transfer of m² entries per θ, memory of the process).
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -69,6 +71,13 @@ class NumpyOps:
 
     def free_memory(self) -> float:
         return memory_limit(None)
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (nothing to wait for here)."""
+
+    def upload(self, dst, host) -> None:
+        """Host values into the device array ``dst`` (same size)."""
+        dst[...] = np.reshape(host, dst.shape)
 
     def square(self, m: int):
         """An m × m float64 array in column-major order, and its flat view."""
@@ -154,15 +163,22 @@ def gpu_wanted(device: str, layout, cp) -> bool:
     return gpu_available()
 
 
+#: From this many entries of S (2³¹) its inverse takes a third m × m array on a GPU
+#: (``cuda.CudaOps.potri``: cuSOLVER's 64-bit API has no ``potri``).
+LARGE_ENTRIES = 2 ** 31
+
+
 def device_bytes(layout, cp) -> float:
-    """Device memory of :class:`DeviceBlockedBackend`: S's factor and S⁻¹ (m² each), L's first
-    columns (12 bytes an entry) and L21 by rows (12 bytes an entry) and the gradient's pass (8)."""
+    """Device memory of :class:`DeviceBlockedBackend`: S's factor and S⁻¹ (m² each; a third m² from
+    :data:`LARGE_ENTRIES`), L's first columns (12 bytes an entry), L21 by rows (12 bytes an entry)
+    and the gradient's pass (8)."""
     q1 = int(layout.col_offset[1])
     m, p1 = layout.q - q1, int(layout.p[0])
     ZtZ = cp.ZtZ
     l21 = float((ZtZ.indices[:ZtZ.indptr[q1]] >= q1).sum())
     n1 = l21 + q1 * (p1 + 1) / 2
-    return DENSE_BYTES_PER_ENTRY * 2.0 * m * m + 12 * n1 + 20 * l21 + 16 * (q1 + 1)
+    squares = 3 if float(m) * m >= LARGE_ENTRIES else 2
+    return DENSE_BYTES_PER_ENTRY * squares * m * m + 12 * n1 + 20 * l21 + 16 * (q1 + 1)
 
 
 class DeviceBlockedBackend(BlockedBackend):
@@ -204,6 +220,8 @@ class DeviceBlockedBackend(BlockedBackend):
             i, j = base[:, None, None] + a[None], base[:, None, None] + b[None]
             self._blocks_at.append(to((np.maximum(i, j) + np.minimum(i, j) * m).ravel()))
         self._dinv = self._dinv_flat = self._dinv_theta = None
+        #: Seconds spent so far per phase of the work (the device's included: each phase waits for it).
+        self.phases: dict[str, float] = {}
 
     def _check_memory(self, limit: float) -> None:
         nbytes = device_bytes(self.layout, self.cp)
@@ -225,21 +243,33 @@ class DeviceBlockedBackend(BlockedBackend):
         return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order "
                 f"{self._m:,} on the {self.ops.name} device")
 
+    @contextmanager
+    def _phase(self, name: str):
+        """Add the seconds of the block, the device's queued work included, to ``phases[name]``."""
+        start = time.perf_counter()
+        yield
+        self.ops.synchronize()
+        self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+
     def _factor(self, theta):
-        kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
         lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
-        logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
-        self._rval[:] = self._lval[self._rpos]  # L21 by rows, for the forward solves on the CPU
-        xp, ops = self.ops.xp, self.ops
-        self._index.lval[...] = ops.to_device(self._lval[:self._n1])
-        S = self._S_flat
-        S.fill(0.0)
-        S[self._diag_at] = 1.0
-        S[self._a22_at] += ops.to_device(self._aval[self._a22])
-        ops.schur_pairs(S, self._index, q1, self._m)
+        with self._phase("L11, L21 (CPU)"):
+            kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
+            logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
+            self._rval[:] = self._lval[self._rpos]  # L21 by rows, for the forward solves on the CPU
+        xp, ops, S = self.ops.xp, self.ops, self._S_flat
+        with self._phase("to the device"):
+            ops.upload(self._index.lval, self._lval[:self._n1])
+            a22 = ops.to_device(self._aval[self._a22])
+        with self._phase("Schur pass"):
+            S.fill(0.0)
+            S[self._diag_at] = 1.0
+            S[self._a22_at] += a22
+            ops.schur_pairs(S, self._index, q1, self._m)
         self._dinv_theta = self._z22_theta = self._inverse_theta = None
-        ops.potrf(self._S)
-        logdet += 2.0 * float(xp.log(xp.diagonal(self._S)).sum())
+        with self._phase("potrf"):
+            ops.potrf(self._S)
+            logdet += 2.0 * float(xp.log(xp.diagonal(self._S)).sum())
         C = self._forward(self.layout.lambda_t_times(theta, self._rhs))
         return logdet, C, C.T @ C
 
@@ -247,7 +277,8 @@ class DeviceBlockedBackend(BlockedBackend):
         self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rval, self._rcol, B)
         q1 = self._q1
         if B.shape[0] > q1:
-            B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:])))
+            with self._phase("solves"):
+                B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:])))
         return B
 
     def _back_solve(self, v):
@@ -256,7 +287,8 @@ class DeviceBlockedBackend(BlockedBackend):
             return self._back_solve(B[:, None])[:, 0]
         q1 = self._q1
         if B.shape[0] > q1:
-            B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:]), trans=True))
+            with self._phase("solves"):
+                B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:]), trans=True))
         self._bwd(self._lptr, self._lidx, self._lval, q1, self._p1, B)
         return B
 
@@ -266,7 +298,8 @@ class DeviceBlockedBackend(BlockedBackend):
         if self._dinv_theta is None or not np.array_equal(self._dinv_theta, self._theta):
             if self._dinv is None:
                 self._dinv, self._dinv_flat = self.ops.square(self._m)
-            self.ops.potri(self._S, self._dinv)
+            with self._phase("inverse"):
+                self.ops.potri(self._S, self._dinv)
             self._dinv_theta = self._theta.copy()
         return self._dinv_flat
 
@@ -278,7 +311,8 @@ class DeviceBlockedBackend(BlockedBackend):
             if self._Z22 is None:
                 self._Z22 = np.empty((self._m, self._m), order="F")
                 self._Z = self._Z22.reshape(-1, order="F")
-            self.ops.to_host(Sinv, out=self._Z)
+            with self._phase("S⁻¹ to the host"):
+                self.ops.to_host(Sinv, out=self._Z)
             self._z22_theta = self._theta.copy()
         return self._Z
 
@@ -291,9 +325,10 @@ class DeviceBlockedBackend(BlockedBackend):
         Sinv = self._device_inverse(theta)
         ops, q1 = self.ops, self._q1
         w = 1.0 / self._lval[self._lptr[:q1]] ** 2
-        first = w.sum() + ops.gram_pairs(Sinv, self._index, q1, self._m, ops.to_device(w))
-        sums = [np.array([[first]])]
-        for k, at in enumerate(self._blocks_at, start=1):
-            p, nl = self.layout.p[k], self.layout.nlevels[k]
-            sums.append(ops.to_host(Sinv[at]).reshape(nl, p, p).sum(axis=0))
+        with self._phase("gradient pass"):
+            first = w.sum() + ops.gram_pairs(Sinv, self._index, q1, self._m, ops.to_device(w))
+            sums = [np.array([[first]])]
+            for k, at in enumerate(self._blocks_at, start=1):
+                p, nl = self.layout.p[k], self.layout.nlevels[k]
+                sums.append(ops.to_host(Sinv[at]).reshape(nl, p, p).sum(axis=0))
         return sums
