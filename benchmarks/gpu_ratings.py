@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _fit("warm-up", 200_000, 5_000, 4_000)
+    _fit("warm-up", 100_000, 3_000, 2_000)
     rows = []
     for shape in args.shapes.split(","):
         rows.append(_fit(shape, *RATINGS_SHAPES[shape]))
