@@ -70,14 +70,25 @@ def assert_backends_agree(cpu, dev, thetas, rtol=1e-10):
         np.testing.assert_allclose(dev.em_step(theta), cpu.em_step(theta), rtol=rtol)
 
 
+def _cuda_ops():
+    from sparselmm.backends.cuda import CudaOps
+
+    return CudaOps()
+
+
+OPS = [pytest.param(NumpyOps, 1e-10, id="numpy"),
+       pytest.param(_cuda_ops, 1e-9, id="cuda", marks=[pytest.mark.gpu, needs_gpu])]
+
+
 @pytest.mark.parametrize("reml", [False, True])
 @pytest.mark.parametrize("name", list(DESIGNS))
-def test_numpy_device_matches_cpu(name, reml):
+@pytest.mark.parametrize("ops,rtol", OPS)
+def test_device_matches_cpu(name, reml, ops, rtol):
     model = _model(name, reml)
-    cpu, dev = _pair(model, NumpyOps())
+    cpu, dev = _pair(model, ops())
     rng = np.random.default_rng(len(name))
     thetas = [model.theta0, rng.uniform(0.2, 1.5, model.layout.ntheta)]
-    assert_backends_agree(cpu, dev, thetas)
+    assert_backends_agree(cpu, dev, thetas, rtol)
     for a, b in zip(dev.cond_var(thetas[1]), cpu.cond_var(thetas[1])):  # through the host copy of S⁻¹
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
 
@@ -182,27 +193,12 @@ def test_device_memory_is_checked_first():
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("reml", [False, True])
-@pytest.mark.parametrize("name", list(DESIGNS))
-def test_cuda_matches_cpu(name, reml):
-    from sparselmm.backends.cuda import CudaOps
-
-    model = _model(name, reml)
-    cpu, dev = _pair(model, CudaOps())
-    rng = np.random.default_rng(len(name))
-    assert_backends_agree(cpu, dev, [model.theta0, rng.uniform(0.2, 1.5, model.layout.ntheta)], rtol=1e-9)
-
-
-@pytest.mark.gpu
-@needs_gpu
 def test_cuda_5000_wide_and_fit():
     """A dense block of order 5,000: objective and gradient to 1e-9, and a whole fit via device='cuda'."""
-    from sparselmm.backends.cuda import CudaOps
-
     data = simulate_ratings(300_000, 4_000, 5_000, seed=5)
     formula = "rating ~ 1 + (1|user) + (1|item)"
     model = sparselmm.LinearMixedModel(formula, data, reml=False, backend="blocked")
-    cpu, dev = _pair(model, CudaOps())
+    cpu, dev = _pair(model, _cuda_ops())
     assert dev._m == 5_000
     for theta in (model.theta0, np.array([0.6, 0.5])):
         assert dev.objective(theta) == pytest.approx(cpu.objective(theta), rel=1e-9)
@@ -218,9 +214,7 @@ def test_cuda_5000_wide_and_fit():
 @pytest.mark.gpu
 @needs_gpu
 def test_cuda_primitives_match_numpy():
-    from sparselmm.backends.cuda import CudaOps
-
-    ops, ref = CudaOps(), NumpyOps()
+    ops, ref = _cuda_ops(), NumpyOps()
     rng = np.random.default_rng(7)
     m = 700
     G = rng.standard_normal((m, m))

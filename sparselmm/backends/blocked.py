@@ -248,10 +248,14 @@ class BlockedBackend(ProfiledBackend):
         return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order "
                 f"{self._m:,} ({self.storage} storage)")
 
-    def _factor(self, theta):
+    def _leading(self, theta) -> float:
+        """A's values at θ, and L11, L21 into ``_lval``; returns log|A11|."""
         kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
+        return kernels.blocked_leading(self._lptr, self._lidx, self._aval, self._q1, self._p1, self._lval)
+
+    def _factor(self, theta):
         lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
-        logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
+        logdet = self._leading(theta)
         self._w = 1.0 / self._lval[lptr[:q1]] ** 2 if self._gram else np.zeros(0)  # 1 / L11², the weights of M
         self._schur(lptr, lidx, self._aval, self._lval, q1, self._rptr, self._rpos, self._rcol, self._w, self._S,
                     self._M, self._rval, self._nchunks)
@@ -266,7 +270,7 @@ class BlockedBackend(ProfiledBackend):
         self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rval, self._rcol, B)
         q1 = self._q1
         if B.shape[0] > q1:
-            B[q1:] = triangular_solve(self._S, B[q1:], lower=True)
+            B[q1:] = self._solve_dense(B[q1:])
         return B
 
     def _back_solve(self, v):
@@ -276,9 +280,13 @@ class BlockedBackend(ProfiledBackend):
             return self._back_solve(B[:, None])[:, 0]
         q1 = self._q1
         if B.shape[0] > q1:
-            B[q1:] = triangular_solve(self._S, B[q1:], lower=True, trans=True)
+            B[q1:] = self._solve_dense(B[q1:], trans=True)
         self._bwd(self._lptr, self._lidx, self._lval, q1, self._p1, B)
         return B
+
+    def _solve_dense(self, B, trans: bool = False):
+        """L22⁻¹ B (L22'⁻¹ B with ``trans``), S's factor L22; a new array."""
+        return triangular_solve(self._S, B, lower=True, trans=trans)
 
     def inverse_columns(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
         self._update(theta)

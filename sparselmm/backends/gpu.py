@@ -252,10 +252,9 @@ class DeviceBlockedBackend(BlockedBackend):
         self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
 
     def _factor(self, theta):
-        lptr, lidx, q1, p1 = self._lptr, self._lidx, self._q1, self._p1
+        q1 = self._q1
         with self._phase("L11, L21 (CPU)"):
-            kernels.lambda_map_apply(self._ptr, self._src, self._t1, self._t2, theta, self.cp.ZtZ.data, self._aval)
-            logdet = kernels.blocked_leading(lptr, lidx, self._aval, q1, p1, self._lval)
+            logdet = self._leading(theta)
             self._rval[:] = self._lval[self._rpos]  # L21 by rows, for the forward solves on the CPU
         xp, ops, S = self.ops.xp, self.ops, self._S_flat
         with self._phase("to the device"):
@@ -273,24 +272,9 @@ class DeviceBlockedBackend(BlockedBackend):
         C = self._forward(self.layout.lambda_t_times(theta, self._rhs))
         return logdet, C, C.T @ C
 
-    def _forward(self, B):
-        self._fwd(self._lptr, self._lidx, self._lval, self._q1, self._p1, self._rptr, self._rval, self._rcol, B)
-        q1 = self._q1
-        if B.shape[0] > q1:
-            with self._phase("solves"):
-                B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:])))
-        return B
-
-    def _back_solve(self, v):
-        B = np.array(v, dtype=float, order="C")
-        if B.ndim == 1:
-            return self._back_solve(B[:, None])[:, 0]
-        q1 = self._q1
-        if B.shape[0] > q1:
-            with self._phase("solves"):
-                B[q1:] = self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B[q1:]), trans=True))
-        self._bwd(self._lptr, self._lidx, self._lval, q1, self._p1, B)
-        return B
+    def _solve_dense(self, B, trans: bool = False):
+        with self._phase("solves"):
+            return self.ops.to_host(self.ops.solve(self._S, self.ops.to_device(B), trans))
 
     def _device_inverse(self, theta):
         """S⁻¹'s lower triangle at θ on the device (flat, column-major); once per θ."""
