@@ -133,6 +133,8 @@ def describe(estimate: Estimate, limit: float) -> str:
     memory = f"about {format_bytes(estimate.bytes)}"
     if np.isfinite(limit):
         memory += f" of the {format_bytes(limit)} allowed"
+    if np.isnan(estimate.seconds):  # a GPU's: no rate measured there
+        return memory
     return (f"{memory}; about {format_seconds(estimate.seconds)} an iteration on this machine "
             f"(dense Cholesky measured at {dense_rate() / 1e9:.0f} GFLOP/s)")
 

@@ -58,11 +58,12 @@ def gpu_name() -> str | None:
     return None
 
 
-def refuse(what: str, nbytes: float, limit: float, advice: str, at_least: bool = False) -> None:
+def refuse(what: str, nbytes: float, limit: float, advice: str, at_least: bool = False,
+           gpu_hint: bool = True) -> None:
     """Raise :class:`ModelSizeError` saying how large (``at_least``: a lower bound, counting stopped
-    at the limit), against what, and what to change."""
+    at the limit), against what, and what to change (``gpu_hint``: and that a GPU is here, if one is)."""
     need = f"more than {nbytes / 2**30:.2f} GiB" if at_least else f"about {nbytes / 2**30:.2f} GiB"
-    gpu = gpu_name()
+    gpu = gpu_name() if gpu_hint else None
     gpu = (f" This machine has a GPU ({gpu}): device='cuda' puts a crossed design's dense block on it "
            "(CuPy, the [gpu] extra)." if gpu else "")
     raise ModelSizeError(

@@ -148,8 +148,9 @@ class LinearMixedModel:
         if verbose:
             from .cost import describe
 
-            print(f"sparselmm: {self.backend.describe()}: "
-                  f"{describe(self.backend.estimate(), memory_limit(max_memory))}", file=sys.stderr, flush=True)
+            limit = getattr(self.backend, "memory_allowed", None) or memory_limit(max_memory)
+            print(f"sparselmm: {self.backend.describe()}: {describe(self.backend.estimate(), limit)}",
+                  file=sys.stderr, flush=True)
 
     @property
     def theta0(self) -> np.ndarray:

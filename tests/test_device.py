@@ -234,3 +234,19 @@ def test_cuda_primitives_match_numpy():
     for trans in (False, True):
         np.testing.assert_allclose(ops.to_host(ops.solve(L, ops.to_device(B), trans)), ref.solve(want, B, trans),
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_verbose_names_the_device(monkeypatch, capsys):
+    """verbose=True: the device and its memory, no time estimated from the CPU's rate."""
+    from sparselmm.backends import cuda
+
+    monkeypatch.setattr(cuda, "gpu_available", lambda: True)
+    monkeypatch.setattr(sparselmm.backends, "cuda_ops", NumpyOps)
+    monkeypatch.setattr(gpu, "GPU_MIN_ORDER", 100)
+    formula, data = DESIGNS["scalar"]
+    model = sparselmm.LinearMixedModel(formula, data(), reml=False, device="auto", verbose=True, max_memory=2**31)
+    assert isinstance(model.backend, DeviceBlockedBackend)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("sparselmm: blocked backend: user eliminated, a dense block of order 400 on the cpu "
+                           "device: about ")
+    assert line.endswith(" of the 2.0 GiB allowed")

@@ -30,7 +30,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels
 from ..cost import DENSE_SCHUR, Estimate
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .blocked import BlockedBackend, dense_order, schur_density, schur_factor_fill, schur_pairs
@@ -227,7 +226,8 @@ class DeviceBlockedBackend(BlockedBackend):
         nbytes = device_bytes(self.layout, self.cp)
         if nbytes > self._device_limit:
             refuse(f"The dense block of order {self._m:,} on the {self.ops.name} device (S's factor and S⁻¹)",
-                   nbytes, self._device_limit, "Use device='cpu', or fewer levels in the smaller crossed factors.")
+                   nbytes, self._device_limit, "Use device='cpu', or fewer levels in the smaller crossed factors.",
+                   gpu_hint=False)
 
     def _allocate_dense(self) -> None:
         self._S, self._S_flat = self.ops.square(self._m)  # on the device
@@ -236,8 +236,13 @@ class DeviceBlockedBackend(BlockedBackend):
         self._M = np.empty((2, 2), order="F")
 
     def estimate(self) -> Estimate:
-        base = super().estimate()
-        return Estimate(device_bytes(self.layout, self.cp), base.seconds)
+        """The device's bytes; the time an iteration is not estimated (no rate measured there)."""
+        return Estimate(device_bytes(self.layout, self.cp), float("nan"))
+
+    @property
+    def memory_allowed(self) -> float:
+        """The device memory the dense block may take."""
+        return self._device_limit
 
     def describe(self) -> str:
         return (f"blocked backend: {self.layout.terms[0].group} eliminated, a dense block of order "
