@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -171,5 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The command (``sparselmm``, ``python -m sparselmm.cli``): :func:`main`, its output flushed, then out
+    without the interpreter's teardown (freeing what pandas, SciPy and formulaic loaded: 0.3 s of
+    an InstEval fit's 1.7 s here, medians of 8 interleaved runs). Nothing is left to it: the
+    output is written, the bootstrap's workers are joined, no file stays open."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (``| head``): the output it wanted is out
+        code = code or 1
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -191,3 +191,21 @@ def test_command_line_reads_a_directory_of_files_in_pieces(tmp_path, capsys, sle
     assert d["anova"]["table"]["Days"]["F value"] == pytest.approx(fit.anova().loc["Days", "F value"], rel=1e-6)
     assert main(["fit", str(tmp_path / "part-*.parquet"), FORMULA, "--factor", "Subject"]) == 2
     assert "--factor applies to one file" in capsys.readouterr().err
+
+
+def test_command_exits_with_its_code_and_all_its_output():
+    """``python -m sparselmm.cli`` (the console script's ``entry``): the whole summary on standard
+    output and code 0, or the error on standard error and code 2, though it skips the interpreter's
+    teardown."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "sparselmm.cli", "fit", SLEEP, FORMULA, "--quiet", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)  # all of it: it parses
+    ref = _inference("sleepstudy_corr", "reml")["satterthwaite"]
+    assert out["coef_table"]["table"]["Days"]["df"] == pytest.approx(ref["Days"]["df"], rel=1e-4)
+    bad = subprocess.run([sys.executable, "-m", "sparselmm.cli", "fit", SLEEP, "Reaction ~ Dayz + (1|Subject)",
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "Dayz" in bad.stderr and bad.stdout == ""
