@@ -30,6 +30,7 @@ static Dim blockIdx, threadIdx, blockDim, gridDim;
 #define __global__
 #define atomicAdd(p, v) (*(p) += (v))
 #define ADD_LANES(dst, v, lane) (*(dst) += (v))
+#define ATOMIC_ADD_LANES(dst, v, lane) (*(dst) += (v))
 #include "blocked_pairs.cu"
 
 template <typename Body> static void launch(unsigned grid, unsigned block, Body body)
@@ -58,6 +59,13 @@ extern "C" void run_gram(unsigned grid, unsigned block, const long long *lptr, c
 {
     launch(grid, block, [&] { gram_pairs(lptr, lidx, lval, rpos, rcol, xrow, nx, q1, m, Sinv, w, part); });
 }
+
+extern "C" void run_inverse(unsigned grid, unsigned block, const long long *lptr, const int *lidx,
+                            const double *lval, const int *rpos, const int *rcol, const int *xrow,
+                            long long nx, long long q1, long long m, const double *Sinv, double *Y)
+{
+    launch(grid, block, [&] { inverse_pairs(lptr, lidx, lval, rpos, rcol, xrow, nx, q1, m, Sinv, Y); });
+}
 """
 
 
@@ -75,6 +83,7 @@ def emulated(tmp_path_factory):
     P, I, L = ctypes.c_void_p, ctypes.c_uint, ctypes.c_longlong
     harness.run_schur.argtypes = [I, I, P, P, P, P, P, P, L, L, L, P]
     harness.run_gram.argtypes = [I, I, P, P, P, P, P, P, L, L, L, P, P, P]
+    harness.run_inverse.argtypes = [I, I, P, P, P, P, P, P, L, L, L, P, P]
     return harness
 
 
@@ -145,3 +154,27 @@ def test_gram_pairs_emulated(emulated, backend, grid, block):
     assert part.sum() == pytest.approx(want, rel=1e-12)
     ref = NumpyOps().gram_pairs(lower.reshape(-1, order="F"), index, q1, m, w)
     assert ref == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("grid,block", [(1, 32), (7, 96)])
+def test_inverse_pairs_emulated(emulated, backend, grid, block):
+    """Y = S⁻¹[R, R] l_c on every column's rows, from S⁻¹'s lower triangle alone."""
+    dev, index = backend, backend._index
+    q1, m, nx = dev._q1, dev._m, len(index.rpos)
+    L21 = _dense_l21(dev)
+    rng = np.random.default_rng(2)
+    G = rng.standard_normal((m, m))
+    Sinv = G @ G.T + m * np.eye(m)
+    lower = np.asfortranarray(np.tril(Sinv) + np.triu(rng.standard_normal((m, m)), 1))
+    Y = np.zeros(len(index.lval))
+    emulated.run_inverse(grid, block, *_args(index), nx, q1, m, _ptr(lower, np.float64), _ptr(Y, np.float64))
+    want = Sinv @ L21  # column c: S⁻¹ l_c, read at the rows of c
+    for c in range(q1):
+        for k in range(dev._lptr[c], dev._lptr[c + 1]):
+            if dev._lidx[k] >= q1:
+                assert Y[k] == pytest.approx(want[dev._lidx[k] - q1, c], rel=1e-12, abs=1e-12)
+            else:
+                assert Y[k] == 0.0
+    ref = np.zeros(len(index.lval))
+    NumpyOps().inverse_pairs(lower.reshape(-1, order="F"), index, q1, m, ref)
+    np.testing.assert_allclose(ref, Y, rtol=1e-12, atol=1e-12)

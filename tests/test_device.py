@@ -89,8 +89,12 @@ def test_device_matches_cpu(name, reml, ops, rtol):
     rng = np.random.default_rng(len(name))
     thetas = [model.theta0, rng.uniform(0.2, 1.5, model.layout.ntheta)]
     assert_backends_agree(cpu, dev, thetas, rtol)
-    for a, b in zip(dev.cond_var(thetas[1]), cpu.cond_var(thetas[1])):  # through the host copy of S⁻¹
+    for a, b in zip(dev.cond_var(thetas[1]), cpu.cond_var(thetas[1])):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
+    ZtZ = model.crossprod.ZtZ.tocoo()  # A⁻¹ on all of Z'Z's pattern: S⁻¹ and the first term's columns
+    np.testing.assert_allclose(dev.inverse_gather(thetas[1])(ZtZ.row, ZtZ.col),
+                               cpu.inverse_gather(thetas[1])(ZtZ.row, ZtZ.col), rtol=1e-9, atol=1e-14)
+    assert dev._Z22 is None  # none of it through a host copy of S⁻¹
 
 
 def test_numpy_device_boundary_and_dense_inverse():
@@ -100,6 +104,7 @@ def test_numpy_device_boundary_and_dense_inverse():
     theta = np.array([0.8, 0.6, 0.3, 0.0])  # the item slope's variance on the boundary
     assert dev.objective(theta) == pytest.approx(cpu.objective(theta), rel=1e-12)
     np.testing.assert_allclose(dev.gradient(theta), cpu.gradient(theta), rtol=1e-10, atol=1e-8)
+    assert dev._Z22 is None  # the traces' general form read A⁻¹ on the device
     np.testing.assert_allclose(dev.dense_inverse(theta), cpu.dense_inverse(theta), rtol=1e-10, atol=1e-14)
 
 

@@ -118,7 +118,8 @@ class CudaOps:
         self.xp, self._cusolver = cupy, cusolver
         source = (Path(__file__).with_name("blocked_pairs.cu")).read_text()
         module = cupy.RawModule(code=source)
-        self._schur, self._gram = module.get_function("schur_pairs"), module.get_function("gram_pairs")
+        self._schur, self._gram, self._inverse = (module.get_function(name) for name in
+                                                  ("schur_pairs", "gram_pairs", "inverse_pairs"))
         device = cupy.cuda.Device()
         self._max_blocks = _BLOCKS_PER_SM * int(device.attributes["MultiProcessorCount"])
         self.device_name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"].decode()
@@ -163,6 +164,11 @@ class CudaOps:
         self._launch(self._gram, nx, (index.lptr, index.lidx, index.lval, index.rpos, index.rcol, index.xrow,
                                       np.int64(nx), np.int64(q1), np.int64(m), Sinv_flat, w, part))
         return float(part.sum())
+
+    def inverse_pairs(self, Sinv_flat, index, q1: int, m: int, Y) -> None:
+        nx = len(index.rpos)
+        self._launch(self._inverse, nx, (index.lptr, index.lidx, index.lval, index.rpos, index.rcol, index.xrow,
+                                         np.int64(nx), np.int64(q1), np.int64(m), Sinv_flat, Y))
 
     def _handle(self) -> int:
         return self.xp.cuda.device.get_cusolver_handle()

@@ -11,15 +11,16 @@ bytes an entry of L21, with A22's entries), and per solve its m right-hand
 rows each way; S never leaves the device.
 
 The code here is written over an *ops* object holding the array module and
-six primitives (:class:`NumpyOps`; ``backends.cuda.CudaOps`` on a GPU), so
+a few primitives (:class:`NumpyOps`; ``backends.cuda.CudaOps`` on a GPU), so
 that every machine's tests run the same orchestration against the CPU
 backend, and the CUDA source's index logic runs as C++ there too
 (``tests/test_cuda_source.py``).
 
-What is not on the device: the first term's level blocks of A⁻¹ for a
-vector first term, the traces of a boundary fit, the conditional variances
-and Kenward–Roger's dense A⁻¹ read a host copy of S⁻¹ through the CPU
-kernels (one transfer of m² entries per θ, memory of the process).
+A⁻¹ on Z'Z's pattern (a vector first term's level blocks, a boundary fit's
+traces, the conditional variances) comes from a third pass over the pairs
+on the device, Y = S⁻¹[R, R] l for each column of L21, finished level by
+level on the CPU (:class:`_LevelRows`). Only Kenward–Roger's dense A⁻¹ reads
+a host copy of S⁻¹ (m² entries, in the process's memory).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import kernels
 from ..cost import DENSE_SCHUR, Estimate
 from ..memory import DENSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .blocked import BlockedBackend, dense_order, schur_density, schur_factor_fill, schur_pairs
@@ -106,6 +108,16 @@ class NumpyOps:
         z = Sinv_flat[at] * index.lval[f] * np.where(f == e[x], 1.0, 2.0)
         return float(np.bincount(x, z, minlength=len(e)) @ (w[index.rcol] * index.lval[e]))
 
+    def inverse_pairs(self, Sinv_flat, index: PairIndex, q1: int, m: int, Y) -> None:
+        """Y[f] += (S⁻¹ l_c)[row of f] at every position f of L21's column c (``inverse_pairs``)."""
+        x, f, at = self._pairs(index, q1, m)
+        e = index.rpos.astype(np.int64)[x]
+        z = Sinv_flat[at]
+        off = f != e
+        lval, n = index.lval, len(Y)
+        Y += np.bincount(f[off], z[off] * lval[e[off]], minlength=n)
+        Y += np.bincount(e, np.where(off, z * lval[f], z * lval[e]), minlength=n)
+
     def potrf(self, S) -> None:
         from ..lapack import cholesky
 
@@ -180,6 +192,43 @@ def device_bytes(layout, cp) -> float:
     return DENSE_BYTES_PER_ENTRY * squares * m * m + 12 * n1 + 20 * l21 + 16 * (q1 + 1)
 
 
+class _LevelRows:
+    """The first term's level blocks and L21's rows of each (the tail of its columns), as index
+    arrays: what turns Y = S⁻¹[R, R] l into the first q1 columns of A⁻¹ (the per-level part of
+    ``kernels.blocked_inverse``, vectorized over the levels):
+
+        X = −Y L11⁻¹ (A⁻¹[R, i]),   A⁻¹_ii = L11⁻ᵀ (L11⁻¹ − l'X).
+    """
+
+    def __init__(self, lptr, q1: int, p1: int):
+        self.p1, self.nl = p1, q1 // p1
+        c0 = np.arange(self.nl) * p1
+        nt = lptr[c0 + 1] - (lptr[c0] + p1)  # tail rows of each level (the same for its p1 columns)
+        self.level = np.repeat(np.arange(self.nl), nt)
+        t = np.arange(len(self.level)) - np.repeat(np.cumsum(nt) - nt, nt)
+        self.tail = np.stack([(lptr[c0 + a] + p1 - a)[self.level] + t for a in range(p1)], axis=1)
+        # the level block's entry (b, a), b ≥ a, sits at lptr[c0 + a] + b − a
+        self.block = {(b, a): lptr[c0 + a] + b - a for a in range(p1) for b in range(a, p1)}
+
+    def complete(self, lval, zval) -> None:
+        """``zval``'s tail positions hold Y: replace them by X and write the level blocks of A⁻¹."""
+        p1, nl = self.p1, self.nl
+        L = np.zeros((nl, p1, p1))
+        for (b, a), at in self.block.items():
+            L[:, b, a] = lval[at]
+        P = np.linalg.inv(L)  # L11⁻¹ per level
+        X = -np.einsum("ta,tab->tb", zval[self.tail], P[self.level])
+        zval[self.tail] = X
+        ltail = lval[self.tail]
+        M = P.copy()
+        for a in range(p1):
+            for b in range(p1):
+                M[:, a, b] -= np.bincount(self.level, ltail[:, a] * X[:, b], minlength=nl)
+        A = np.einsum("lba,lbc->lac", P, M)  # L11⁻ᵀ M
+        for (b, a), at in self.block.items():
+            zval[at] = A[:, b, a]
+
+
 class DeviceBlockedBackend(BlockedBackend):
     """The blocked backend (:class:`~sparselmm.backends.blocked.BlockedBackend`) with S's factor, S⁻¹
     and the passes over L21's pairs on a device.
@@ -219,6 +268,7 @@ class DeviceBlockedBackend(BlockedBackend):
             i, j = base[:, None, None] + a[None], base[:, None, None] + b[None]
             self._blocks_at.append(to((np.maximum(i, j) + np.minimum(i, j) * m).ravel()))
         self._dinv = self._dinv_flat = self._dinv_theta = None
+        self._levels = _LevelRows(self._lptr, q1, self._p1)
         #: Seconds spent so far per phase of the work (the device's included: each phase waits for it).
         self.phases: dict[str, float] = {}
 
@@ -294,9 +344,38 @@ class DeviceBlockedBackend(BlockedBackend):
             self._dinv_theta = self._theta.copy()
         return self._dinv_flat
 
+    def inverse_gather(self, theta):
+        """Entries of A⁻¹ on Z'Z's pattern: two trailing indices read S⁻¹ on the device, the first
+        term's columns A⁻¹ there (``zval``): Y = S⁻¹[R, R] l per column of L21 by a pass over the
+        pairs on the device (``inverse_pairs``), its per-level rest on the CPU. Once per θ."""
+        self._device_inverse(theta)
+        if self._inverse_theta is None or not np.array_equal(self._inverse_theta, self._theta):
+            with self._phase("first term's inverse"):
+                Y = self.ops.xp.zeros(self._n1)
+                self.ops.inverse_pairs(self._dinv_flat, self._index, self._q1, self._m, Y)
+                self._zval[:self._n1] = self.ops.to_host(Y)
+                self._levels.complete(self._lval, self._zval)
+            self._inverse_theta = self._theta.copy()
+        return self._gather
+
+    def _gather(self, rows, cols):
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        i, k = np.maximum(rows, cols), np.minimum(rows, cols)
+        q1, m = self._q1, self._m
+        out = np.empty(len(i))
+        dense = k >= q1
+        if dense.any():
+            at = self.ops.to_device((i[dense] - q1) + (k[dense] - q1) * m)
+            out[dense] = self.ops.to_host(self._dinv_flat[at])
+        if not dense.all():
+            part = np.empty(int((~dense).sum()))
+            kernels.blocked_gather(i[~dense], k[~dense], q1, np.zeros(1), False, self._lptr, self._lidx, self._zval,
+                                   part)
+            out[~dense] = part
+        return out
+
     def _inverse_S(self, theta):
-        """A host copy of S⁻¹ for the CPU kernels (the first term's blocks when they are not scalar,
-        boundary traces, conditional variances, the dense A⁻¹)."""
+        """A host copy of S⁻¹, for the dense A⁻¹ (Kenward–Roger) alone."""
         Sinv = self._device_inverse(theta)
         if self._z22_theta is None or not np.array_equal(self._z22_theta, self._theta):
             if self._Z22 is None:
