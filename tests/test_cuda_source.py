@@ -118,6 +118,15 @@ def _dense_l21(dev):
     return L21
 
 
+def _inverse_lower(m, seed):
+    """A symmetric positive definite S⁻¹, and a column-major array holding it below the diagonal
+    and garbage above (the kernels read the lower triangle alone)."""
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((m, m))
+    Sinv = G @ G.T + m * np.eye(m)
+    return Sinv, np.asfortranarray(np.tril(Sinv) + np.triu(rng.standard_normal((m, m)), 1))
+
+
 @pytest.mark.parametrize("grid,block", [(1, 32), (3, 64), (40, 256)])
 def test_schur_pairs_emulated(emulated, backend, grid, block):
     """S − L21 L21' (lower triangle) from the kernel, for grids smaller and larger than the entries."""
@@ -142,12 +151,9 @@ def test_gram_pairs_emulated(emulated, backend, grid, block):
     dev, index = backend, backend._index
     q1, m, nx = dev._q1, dev._m, len(index.rpos)
     L21 = _dense_l21(dev)
-    rng = np.random.default_rng(1)
-    G = rng.standard_normal((m, m))
-    Sinv = G @ G.T + m * np.eye(m)
-    w = rng.uniform(0.5, 2.0, q1)
+    Sinv, lower = _inverse_lower(m, 1)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, q1)
     want = np.einsum("c,rc,rs,sc->", w, L21, Sinv, L21)
-    lower = np.asfortranarray(np.tril(Sinv) + np.triu(rng.standard_normal((m, m)), 1))  # garbage above
     part = np.zeros(nx)
     emulated.run_gram(grid, block, *_args(index), nx, q1, m, _ptr(lower, np.float64),
                       _ptr(w, np.float64), _ptr(part, np.float64))
@@ -162,10 +168,7 @@ def test_inverse_pairs_emulated(emulated, backend, grid, block):
     dev, index = backend, backend._index
     q1, m, nx = dev._q1, dev._m, len(index.rpos)
     L21 = _dense_l21(dev)
-    rng = np.random.default_rng(2)
-    G = rng.standard_normal((m, m))
-    Sinv = G @ G.T + m * np.eye(m)
-    lower = np.asfortranarray(np.tril(Sinv) + np.triu(rng.standard_normal((m, m)), 1))
+    Sinv, lower = _inverse_lower(m, 2)
     Y = np.zeros(len(index.lval))
     emulated.run_inverse(grid, block, *_args(index), nx, q1, m, _ptr(lower, np.float64), _ptr(Y, np.float64))
     want = Sinv @ L21  # column c: S⁻¹ l_c, read at the rows of c
