@@ -158,6 +158,18 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
 
 
 @pytest.mark.skipif(HAS_GPU, reason="a GPU is here")
+def test_command_line_device_without_a_gpu(tmp_path, capsys):
+    from sparselmm.cli import main
+
+    path = tmp_path / "ratings.csv"
+    _small().to_csv(path, index=False)
+    assert main(["fit", str(path), "rating ~ 1 + (1|user) + (1|item)", "--quiet", "--device", "cuda"]) == 2
+    assert "device='cuda'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", str(path), "rating ~ 1 + (1|user) + (1|item)", "--device", "gpu"])
+
+
+@pytest.mark.skipif(HAS_GPU, reason="a GPU is here")
 def test_auto_without_a_gpu_is_the_cpu():
     model = sparselmm.LinearMixedModel("rating ~ 1 + (1|user) + (1|item)", _small(), device="auto")
     assert not isinstance(model.backend, DeviceBlockedBackend)
@@ -181,6 +193,10 @@ def test_auto_takes_a_large_dense_block(monkeypatch):
     monkeypatch.setattr(gpu, "GPU_MIN_ORDER", 1_000)
     m = sparselmm.LinearMixedModel(formula, data, reml=False, device="auto").backend
     assert isinstance(m, DeviceBlockedBackend)
+    pieces = sparselmm.LinearMixedModel(formula, [data.iloc[:40_000], data.iloc[40_000:]], reml=False,
+                                        device="auto")  # read in pieces: the same device
+    assert isinstance(pieces.backend, DeviceBlockedBackend)
+    assert pieces.objective(pieces.theta0) == pytest.approx(m.objective(pieces.theta0), rel=1e-10)
     nested = sparselmm.datasets.simulate_nested(2_000, seed=0)
     m = sparselmm.LinearMixedModel(sparselmm.datasets.NESTED_FORMULA, nested, device="auto").backend
     assert m.name == "dense"
