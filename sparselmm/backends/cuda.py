@@ -113,7 +113,10 @@ class CudaOps:
 
     def __init__(self):
         cupy = require_cupy()
-        from cupy_backends.cuda.libs import cusolver
+        try:
+            from cupy_backends.cuda.libs import cusolver
+        except ImportError:  # where older or newer CuPy keeps its thin wrapper
+            from cupy.cuda import cusolver
 
         self.xp, self._cusolver = cupy, cusolver
         source = (Path(__file__).with_name("blocked_pairs.cu")).read_text()
