@@ -122,6 +122,15 @@ def test_numpy_device_fit_matches_cpu():
     assert "device" in model.backend.describe()
 
 
+def test_one_term_has_no_dense_block():
+    """A single term (m = 0): the device has nothing to hold, and the fit is the CPU's."""
+    data = sparselmm.datasets.simulate_nested(3_000, seed=1)
+    model = sparselmm.LinearMixedModel(sparselmm.datasets.NESTED_FORMULA, data, backend="blocked")
+    dev = DeviceBlockedBackend(model.layout, model.crossprod, True, ops=NumpyOps())
+    assert dev._m == 0
+    assert_backends_agree(model.backend, dev, [model.theta0, np.array([0.9, 0.1, 0.3])])
+
+
 def test_square_is_a_view():
     S, flat = NumpyOps().square(5)
     flat[7] = 3.0  # row 2, column 1 in column-major order

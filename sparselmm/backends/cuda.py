@@ -146,6 +146,8 @@ class CudaOps:
 
     def square(self, m: int):
         cupy = self.xp
+        if m == 0:  # one term only: no dense block (and no memory to point into)
+            return cupy.empty((0, 0), order="F"), cupy.empty(0)
         flat = cupy.empty(m * m)
         square = cupy.ndarray((m, m), dtype=np.float64, memptr=flat.data, strides=(8, 8 * m))  # column-major view
         return square, flat
