@@ -211,6 +211,21 @@ def test_auto_takes_a_large_dense_block(monkeypatch):
     assert m.name == "dense"
 
 
+def test_auto_falls_back_to_the_cpu_when_the_gpu_fails(monkeypatch):
+    from sparselmm.backends import cuda
+
+    def broken():
+        raise RuntimeError("NVRTC could not compile")
+
+    monkeypatch.setattr(cuda, "gpu_available", lambda: True)
+    monkeypatch.setattr(sparselmm.backends, "cuda_ops", broken)
+    monkeypatch.setattr(gpu, "GPU_MIN_ORDER", 100)
+    formula, data = DESIGNS["scalar"]
+    with pytest.warns(RuntimeWarning, match="NVRTC could not compile"):
+        model = sparselmm.LinearMixedModel(formula, data(), reml=False, device="auto")
+    assert type(model.backend) is BlockedBackend
+
+
 def test_device_memory_is_checked_first():
     from sparselmm.errors import ModelSizeError
 

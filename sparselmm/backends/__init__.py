@@ -10,6 +10,8 @@ and selected inversion).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..crossprod import Crossprod
@@ -45,8 +47,15 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if resolve_device(device, backend) != "cpu" and gpu_wanted(device, layout, cp):
-        ops = cuda_ops()
-        if device == "cuda" or device_bytes(layout, cp) <= ops.free_memory():
+        try:
+            ops = cuda_ops()
+        except Exception as err:  # "auto" falls back to the CPU, saying why; "cuda" raises
+            if device == "cuda":
+                raise
+            warnings.warn(f"device='auto': the GPU could not be used ({err}); the fit runs on the CPU",
+                          RuntimeWarning, stacklevel=3)
+            ops = None
+        if ops is not None and (device == "cuda" or device_bytes(layout, cp) <= ops.free_memory()):
             return DeviceBlockedBackend(layout, cp, reml, max_memory, ops)
     if backend == "sparse":
         return SparseBackend(layout, cp, reml, max_memory)
