@@ -107,15 +107,15 @@ def _args(index):
             _ptr(index.rpos, np.int32), _ptr(index.rcol, np.int32), _ptr(index.xrow, np.int32))
 
 
-def _dense_l21(dev):
-    """L21 (m × q1) dense, from L's first columns."""
+def _problem(dev):
+    """The backend, its device index, q1, m, L21's entries and L21 (m × q1) dense from L's first columns."""
     q1, m = dev._q1, dev._m
     L21 = np.zeros((m, q1))
     for c in range(q1):
         for k in range(dev._lptr[c], dev._lptr[c + 1]):
             if dev._lidx[k] >= q1:
                 L21[dev._lidx[k] - q1, c] = dev._lval[k]
-    return L21
+    return dev, dev._index, q1, m, len(dev._index.rpos), L21
 
 
 def _inverse_lower(m, seed):
@@ -130,9 +130,7 @@ def _inverse_lower(m, seed):
 @pytest.mark.parametrize("grid,block", [(1, 32), (3, 64), (40, 256)])
 def test_schur_pairs_emulated(emulated, backend, grid, block):
     """S − L21 L21' (lower triangle) from the kernel, for grids smaller and larger than the entries."""
-    dev, index = backend, backend._index
-    q1, m, nx = dev._q1, dev._m, len(index.rpos)
-    L21 = _dense_l21(dev)
+    dev, index, q1, m, nx, L21 = _problem(backend)
     start = np.random.default_rng(0).standard_normal((m, m))
     S = np.asfortranarray(start.copy())
     emulated.run_schur(grid, block, *_args(index), nx, q1, m, _ptr(S, np.float64))
@@ -148,9 +146,7 @@ def test_schur_pairs_emulated(emulated, backend, grid, block):
 @pytest.mark.parametrize("grid,block", [(1, 32), (5, 128)])
 def test_gram_pairs_emulated(emulated, backend, grid, block):
     """Σ_c w_c l_c' S⁻¹ l_c from S⁻¹'s lower triangle alone."""
-    dev, index = backend, backend._index
-    q1, m, nx = dev._q1, dev._m, len(index.rpos)
-    L21 = _dense_l21(dev)
+    dev, index, q1, m, nx, L21 = _problem(backend)
     Sinv, lower = _inverse_lower(m, 1)
     w = np.random.default_rng(1).uniform(0.5, 2.0, q1)
     want = np.einsum("c,rc,rs,sc->", w, L21, Sinv, L21)
@@ -165,9 +161,7 @@ def test_gram_pairs_emulated(emulated, backend, grid, block):
 @pytest.mark.parametrize("grid,block", [(1, 32), (7, 96)])
 def test_inverse_pairs_emulated(emulated, backend, grid, block):
     """Y = S⁻¹[R, R] l_c on every column's rows, from S⁻¹'s lower triangle alone."""
-    dev, index = backend, backend._index
-    q1, m, nx = dev._q1, dev._m, len(index.rpos)
-    L21 = _dense_l21(dev)
+    dev, index, q1, m, nx, L21 = _problem(backend)
     Sinv, lower = _inverse_lower(m, 2)
     Y = np.zeros(len(index.lval))
     emulated.run_inverse(grid, block, *_args(index), nx, q1, m, _ptr(lower, np.float64), _ptr(Y, np.float64))
