@@ -224,6 +224,11 @@ def test_auto_falls_back_to_the_cpu_when_the_gpu_fails(monkeypatch):
     with pytest.warns(RuntimeWarning, match="NVRTC could not compile"):
         model = sparselmm.LinearMixedModel(formula, data(), reml=False, device="auto")
     assert type(model.backend) is BlockedBackend
+    monkeypatch.setattr(sparselmm.backends, "cuda_ops", NumpyOps)  # a GPU without the room: the CPU too
+    monkeypatch.setattr(NumpyOps, "free_memory", lambda self: 1e5)
+    with pytest.warns(RuntimeWarning, match="more than the 0.00 GiB allowed"):
+        model = sparselmm.LinearMixedModel(formula, data(), reml=False, device="auto")
+    assert type(model.backend) is BlockedBackend
 
 
 def test_device_memory_is_checked_first():

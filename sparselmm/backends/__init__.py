@@ -22,7 +22,7 @@ from ..memory import SPARSE_BYTES_PER_ENTRY, memory_limit, refuse
 from .base import ProfiledBackend, Solution
 from .blocked import schur_factor_fill, BlockedBackend, dense_bytes, dense_order, schur_density, schur_pairs
 from .dense import MAX_GROUP_SIZE, DenseBackend, nested_groups
-from .gpu import DEVICES, DeviceBlockedBackend, cuda_ops, device_bytes, gpu_wanted, resolve_device
+from .gpu import DEVICES, DeviceBlockedBackend, cuda_ops, gpu_wanted, resolve_device
 from .sparse import SparseBackend
 
 BACKENDS = ("auto", "dense", "blocked", "sparse")
@@ -48,15 +48,12 @@ def make_backend(layout: Layout, cp: Crossprod, reml: bool, backend: str = "auto
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if resolve_device(device, backend) != "cpu" and gpu_wanted(device, layout, cp):
         try:
-            ops = cuda_ops()
-        except Exception as err:  # "auto" falls back to the CPU, saying why; "cuda" raises
+            return DeviceBlockedBackend(layout, cp, reml, max_memory, cuda_ops())
+        except Exception as err:  # "auto" falls back to the CPU, saying why (no room, no driver); "cuda" raises
             if device == "cuda":
                 raise
             warnings.warn(f"device='auto': the GPU could not be used ({err}); the fit runs on the CPU",
                           RuntimeWarning, stacklevel=3)
-            ops = None
-        if ops is not None and (device == "cuda" or device_bytes(layout, cp) <= ops.free_memory()):
-            return DeviceBlockedBackend(layout, cp, reml, max_memory, ops)
     if backend == "sparse":
         return SparseBackend(layout, cp, reml, max_memory)
     if backend == "blocked":
