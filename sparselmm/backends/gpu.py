@@ -259,16 +259,8 @@ class DeviceBlockedBackend(BlockedBackend):
         self._a22 = np.arange(n1, len(self._lidx))
         self._a22_at = to(self._lidx[n1:].astype(np.int64) - q1 + cols * m)
         self._diag_at = to(np.arange(m, dtype=np.int64) * (m + 1))
-        # the trailing terms' level blocks of S⁻¹, as flat indices of its lower triangle
-        self._blocks_at = []
-        for k in range(1, len(layout.terms)):
-            p, nl = layout.p[k], layout.nlevels[k]
-            base = layout.col_offset[k] - q1 + np.arange(nl) * p
-            a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-            i, j = base[:, None, None] + a[None], base[:, None, None] + b[None]
-            self._blocks_at.append(to((np.maximum(i, j) + np.minimum(i, j) * m).ravel()))
         self._dinv = self._dinv_flat = self._dinv_theta = None
-        self._levels = _LevelRows(self._lptr, q1, self._p1)
+        self._levels = None  # the first term's index arrays for A⁻¹'s first columns, made on first use
         #: Seconds spent so far per phase of the work (the device's included: each phase waits for it).
         self.phases: dict[str, float] = {}
 
@@ -282,8 +274,7 @@ class DeviceBlockedBackend(BlockedBackend):
     def _allocate_dense(self) -> None:
         self._S, self._S_flat = self.ops.square(self._m)  # on the device
         self._Z22 = self._Z = None  # a host copy of S⁻¹, made when a CPU kernel needs it
-        self._gram = False
-        self._M = np.empty((2, 2), order="F")
+        self._gram = False  # no Gram matrix: the gradient's pass reads S⁻¹ (gram_pairs)
 
     def estimate(self) -> Estimate:
         """The device's bytes; the time an iteration is not estimated (no rate measured there)."""
@@ -354,6 +345,8 @@ class DeviceBlockedBackend(BlockedBackend):
                 Y = self.ops.xp.zeros(self._n1)
                 self.ops.inverse_pairs(self._dinv_flat, self._index, self._q1, self._m, Y)
                 self._zval[:self._n1] = self.ops.to_host(Y)
+                if self._levels is None:
+                    self._levels = _LevelRows(self._lptr, self._q1, self._p1)
                 self._levels.complete(self._lval, self._zval)
             self._inverse_theta = self._theta.copy()
         return self._gather
@@ -392,13 +385,11 @@ class DeviceBlockedBackend(BlockedBackend):
         over L21's pairs reading S⁻¹); the trailing terms' blocks read from S⁻¹ there."""
         if self._p1 != 1:
             return super()._level_block_sums(theta)
-        Sinv = self._device_inverse(theta)
+        Sinv = self._device_inverse(theta)  # also what _gather reads
         ops, q1 = self.ops, self._q1
         w = 1.0 / self._lval[self._lptr[:q1]] ** 2
         with self._phase("gradient pass"):
             first = w.sum() + ops.gram_pairs(Sinv, self._index, q1, self._m, ops.to_device(w))
-            sums = [np.array([[first]])]
-            for k, at in enumerate(self._blocks_at, start=1):
-                p, nl = self.layout.p[k], self.layout.nlevels[k]
-                sums.append(ops.to_host(Sinv[at]).reshape(nl, p, p).sum(axis=0))
-        return sums
+            # the trailing terms' blocks lie in S⁻¹: the gather reads them on the device, nothing else
+            return [np.array([[first]])] + [self._level_blocks(self._gather, k).sum(axis=0)
+                                            for k in range(1, len(self.layout.terms))]
